@@ -1,0 +1,1 @@
+"""Capture: turn a repository's life (git history, hooks, notes) into episodes, redacted."""

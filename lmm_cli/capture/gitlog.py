@@ -1,0 +1,368 @@
+"""Stream commits out of ``git log -p`` and parse them into redacted, size-capped records.
+
+One ``git log --no-walk=unsorted --stdin`` process serves a whole backfill: the shas to capture go in
+on stdin (oldest first) and commits come out as they are parsed, so memory stays flat however long
+the history. Per file we keep the change stats (counted over the whole diff), the status and rename,
+and the hunk text up to the configured caps, redacted before it is cut. Binary files are noted, not
+stored; secret files keep their name and stats only; paths matched by ``.lmmignore`` are dropped.
+
+Left out on purpose: merge diffs (a merge's changes are already in the commits it joins) and
+word-level diffs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import CaptureConfig
+from ..repo import GitError, git_env
+from ..store.episodes import FileChange
+from .ignore import IgnoreRules
+from .redact import is_secret_file, redact
+
+__all__ = ["RawCommit", "iter_commits", "write_attributes", "symbol_of"]
+
+_MARK = b"\x1e\x1eLMM "
+_END = b"\x00\x1f"
+_FORMAT = "%x1e%x1eLMM %H%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x00%x1f"
+_HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@ ?(.*)$")
+
+# Git's built-in funcname drivers make hunk headers name the enclosing function (methods included),
+# which the default heuristic ("a line starting with a letter") does not. Unknown names fall back.
+_DRIVERS = {
+    "python": "*.py *.pyi",
+    "golang": "*.go",
+    "rust": "*.rs",
+    "java": "*.java",
+    "kotlin": "*.kt *.kts",
+    "csharp": "*.cs",
+    "cpp": "*.c *.h *.cc *.cpp *.cxx *.hh *.hpp *.hxx *.m *.mm",
+    "ruby": "*.rb",
+    "php": "*.php",
+    "bash": "*.sh *.bash",
+    "css": "*.css *.scss",
+    "html": "*.html *.htm",
+    "elixir": "*.ex *.exs",
+    "perl": "*.pl *.pm",
+}
+CODE_EXTENSIONS = frozenset(
+    ".py .pyi .go .rs .java .kt .kts .cs .c .h .cc .cpp .cxx .hh .hpp .hxx .m .mm .rb .php .sh .bash "
+    ".js .jsx .mjs .cjs .ts .tsx .swift .scala .ex .exs .pl .pm .lua .dart .vue .svelte .zig".split()
+)
+_KEYWORD_SYMBOL = re.compile(
+    r"\b(?:def|class|func|fn|function|struct|enum|trait|interface|type|impl|module|mod|namespace|object)"
+    r"\s+(?:\([^)]*\)\s*)?(?:<[^>]*>\s*)?([A-Za-z_$][\w$]*)"
+)
+_CALL_SYMBOL = re.compile(r"([A-Za-z_$~][\w$]*(?:::[A-Za-z_~][\w]*)*)\s*\(")
+_NOT_SYMBOLS = frozenset("if for while switch return catch sizeof elif with new await typeof".split())
+
+
+@dataclass
+class RawCommit:
+    sha: str
+    parents: list[str]
+    author: str
+    author_email: str
+    author_time: int
+    committer: str
+    committer_email: str
+    commit_time: int
+    message: str
+    files: list[FileChange] = field(default_factory=list)
+    symbols: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def symbol_of(context: str) -> str | None:
+    """The name a hunk header's context line defines: ``def refresh(self):`` → ``refresh``."""
+    m = _KEYWORD_SYMBOL.search(context)
+    if m:
+        return m.group(1)
+    for m in _CALL_SYMBOL.finditer(context):
+        name = m.group(1).split("::")[-1]
+        if name not in _NOT_SYMBOLS:
+            return name
+    return None
+
+
+def _unquote(raw: bytes) -> str:
+    """A path as git printed it: C-quoted ("a\\303\\251.txt") when it holds odd characters."""
+    raw = raw.rstrip(b"\n")
+    if len(raw) >= 2 and raw[:1] == b'"' and raw[-1:] == b'"':
+        out = bytearray()
+        body, i = raw[1:-1], 0
+        simple = {ord("n"): 10, ord("t"): 9, ord("r"): 13, ord("a"): 7, ord("b"): 8, ord("f"): 12, ord("v"): 11}
+        while i < len(body):
+            c = body[i]
+            if c == 0x5C and i + 1 < len(body):  # backslash
+                n = body[i + 1]
+                if 0x30 <= n <= 0x37 and i + 4 <= len(body):
+                    out.append(int(body[i + 1:i + 4], 8) & 0xFF)
+                    i += 4
+                    continue
+                out.append(simple.get(n, n))
+                i += 2
+                continue
+            out.append(c)
+            i += 1
+        raw = bytes(out)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _strip_prefix(path: str, prefix: str) -> str:
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _header_paths(line: bytes) -> tuple[str, str]:
+    """Paths from ``diff --git a/X b/Y``; only used when no ---/+++/rename line names them."""
+    rest = line[len(b"diff --git "):].rstrip(b"\n")
+    if rest.startswith(b'"'):
+        end = rest.index(b'"', 1)
+        while rest[end - 1:end] == b"\\":
+            end = rest.index(b'"', end + 1)
+        a, b = rest[:end + 1], rest[end + 2:]
+        return _strip_prefix(_unquote(a), "a/"), _strip_prefix(_unquote(b), "b/")
+    # Same path on both sides (no rename): "a/" + P + " b/" + P, so len = 5 + 2 * len(P).
+    n = (len(rest) - 5) // 2
+    same = _unquote(rest[2:2 + n])
+    return same, same
+
+
+_TAIL_TOKEN = re.compile(r"[A-Za-z0-9+/=_\-.:@%]+$")
+
+
+class _File:
+    __slots__ = ("old", "new", "status", "binary", "added", "deleted", "lines", "size", "more", "contexts")
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new, self.status = old, new, "M"
+        self.binary = False
+        self.added = self.deleted = 0
+        self.lines: list[str] = []
+        self.size = 0
+        self.more = False  # lines were seen beyond what we kept
+        self.contexts: list[str] = []
+
+
+class _Parser:
+    def __init__(self, cfg: CaptureConfig, ignore: IgnoreRules) -> None:
+        self.cfg = cfg
+        self.ignore = ignore
+        self.keep = 2 * cfg.max_file_diff_bytes  # raw slack: redaction may shrink the text
+
+    def _keep_line(self, f: _File, raw: bytes) -> None:
+        if f.size >= self.keep:
+            f.more = True
+            return
+        line = raw.rstrip(b"\n").decode("utf-8", "replace")
+        if len(line) > self.cfg.max_line_chars:
+            # Cut, then drop the partial token at the cut so no fragment of a secret survives.
+            line = _TAIL_TOKEN.sub("", line[: self.cfg.max_line_chars]) + " [cut]"
+        f.lines.append(line)
+        f.size += len(line) + 1
+
+    def finish_commit(self, c: RawCommit, files: list[_File]) -> None:
+        budget = self.cfg.max_commit_diff_bytes
+        for f in files:
+            path = f.new if f.status != "D" else f.old
+            old = f.old if f.status in ("R", "C") else None
+            if self.ignore and (self.ignore.ignored(path) or (old is not None and self.ignore.ignored(old))):
+                continue
+            secret = is_secret_file(path) or (old is not None and is_secret_file(old))
+            hunks: str | None = None
+            truncated = f.more
+            if not secret and not f.binary and f.lines:
+                text = redact("\n".join(f.lines))
+                cap = min(self.cfg.max_file_diff_bytes, budget)
+                data = text.encode("utf-8")
+                if len(data) > cap:
+                    cut = data[:cap].rfind(b"\n")
+                    text = data[: max(cut, 0)].decode("utf-8", "ignore")
+                    truncated = True
+                hunks = text or None
+                budget -= len(text.encode("utf-8"))
+            elif secret and f.lines:
+                truncated = False
+            c.files.append(FileChange(
+                path=redact(path), old_path=redact(old) if old else None, status=f.status,
+                added=None if f.binary else f.added, deleted=None if f.binary else f.deleted,
+                binary=f.binary, secret=secret, hunks=hunks, truncated=truncated,
+            ))
+            if not secret and os.path.splitext(path)[1].lower() in CODE_EXTENSIONS:
+                for ctx in f.contexts:
+                    ctx = redact(ctx)
+                    name = symbol_of(ctx)
+                    if name:
+                        c.symbols.append((redact(path), name, ctx[:200]))
+
+    def header(self, blob: bytes) -> RawCommit:
+        parts = blob[len(_MARK):].split(b"\x00")
+        sha, parents, an, ae, at, cn, ce, ct, msg = parts[:9]
+        d = lambda b: b.decode("utf-8", "replace")  # noqa: E731
+        return RawCommit(
+            sha=d(sha), parents=d(parents).split(), author=d(an), author_email=d(ae),
+            author_time=int(at or 0), committer=d(cn), committer_email=d(ce), commit_time=int(ct or 0),
+            message=d(msg),
+        )
+
+    def parse(self, stream: Iterable[bytes]) -> Iterator[RawCommit]:
+        commit: RawCommit | None = None
+        files: list[_File] = []
+        f: _File | None = None
+        header: list[bytes] | None = None
+        old_left = new_left = 0  # lines left in the current hunk, so "--- x" inside one is content
+        for line in stream:
+            if header is not None:
+                header.append(line)
+                if _END in line:
+                    commit = self.header(b"".join(header))
+                    header = None
+                continue
+            if old_left > 0 or new_left > 0:
+                c0 = line[:1]
+                content = True
+                if c0 == b"+":
+                    new_left -= 1
+                    f.added += 1  # type: ignore[union-attr]
+                elif c0 == b"-":
+                    old_left -= 1
+                    f.deleted += 1  # type: ignore[union-attr]
+                elif c0 == b" " or line == b"\n":
+                    old_left -= 1
+                    new_left -= 1
+                elif c0 != b"\\":  # malformed hunk: resynchronise on this line
+                    old_left = new_left = 0
+                    content = False
+                if content:
+                    self._keep_line(f, line)  # type: ignore[arg-type]
+                    continue
+            if line.startswith(_MARK):
+                if commit is not None:
+                    self.finish_commit(commit, files)
+                    yield commit
+                commit, files, f = None, [], None
+                if _END in line:
+                    commit = self.header(line)
+                else:
+                    header = [line]
+                continue
+            if line.startswith(b"diff --git "):
+                old, new = _header_paths(line)
+                f = _File(old, new)
+                files.append(f)
+                continue
+            if f is None:
+                continue
+            if line.startswith(b"@@"):
+                m = _HUNK.match(line.rstrip(b"\n"))
+                if m:
+                    old_left = int(m.group(1)) if m.group(1) is not None else 1
+                    new_left = int(m.group(2)) if m.group(2) is not None else 1
+                    ctx = m.group(3).decode("utf-8", "replace").strip()
+                    if ctx and ctx not in f.contexts:
+                        f.contexts.append(ctx)
+                    self._keep_line(f, line)
+                continue
+            if line.startswith(b"\\"):
+                continue
+            if line.startswith(b"--- "):
+                p = line[4:].rstrip(b"\n")
+                if p != b"/dev/null":
+                    f.old = _strip_prefix(_unquote(p), "a/")
+            elif line.startswith(b"+++ "):
+                p = line[4:].rstrip(b"\n")
+                if p != b"/dev/null":
+                    f.new = _strip_prefix(_unquote(p), "b/")
+            elif line.startswith(b"new file mode"):
+                f.status = "A"
+            elif line.startswith(b"deleted file mode"):
+                f.status = "D"
+            elif line.startswith(b"rename from "):
+                f.status, f.old = "R", _unquote(line[12:])
+            elif line.startswith(b"rename to "):
+                f.new = _unquote(line[10:])
+            elif line.startswith(b"copy from "):
+                f.status, f.old = "C", _unquote(line[10:])
+            elif line.startswith(b"copy to "):
+                f.new = _unquote(line[8:])
+            elif line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
+                f.binary = True
+        if commit is not None:
+            self.finish_commit(commit, files)
+            yield commit
+
+
+def write_attributes(dest: Path) -> Path:
+    """A gitattributes file that turns on git's funcname drivers, followed by the user's own global
+    attributes (later lines win, so theirs still apply). Passed as ``core.attributesFile``."""
+    lines = [f"{pat} diff={drv}" for drv, pats in _DRIVERS.items() for pat in pats.split()]
+    user = subprocess.run(
+        ["git", "config", "--global", "--path", "core.attributesFile"],
+        env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    ).stdout.decode().strip()
+    if not user:
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        user = os.path.join(xdg, "git", "attributes")
+    try:
+        lines.append(Path(user).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        pass
+    text = "\n".join(lines) + "\n"
+    try:
+        if dest.read_text(encoding="utf-8") == text:
+            return dest
+    except OSError:
+        pass
+    tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, dest)
+    return dest
+
+
+def iter_commits(
+    root: Path, shas: list[str], cfg: CaptureConfig, ignore: IgnoreRules, attributes: Path
+) -> Iterator[RawCommit]:
+    """Parse the given commits, in the order given. Commits git cannot find are skipped."""
+    if not shas:
+        return
+    cmd = [
+        "git", "-c", "core.quotepath=off", "-c", f"core.attributesFile={attributes}",
+        "-c", "diff.external=", "-c", "log.showSignature=false",
+        "log", "--no-walk=unsorted", "--stdin", "--ignore-missing", "-p", "-M", "--no-color",
+        "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/", "--encoding=UTF-8",
+        "--diff-merges=off", "--submodule=short", f"--format={_FORMAT}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=git_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, bufsize=1 << 16,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    import threading
+
+    def feed() -> None:  # a thread, so a long sha list cannot deadlock against git's output
+        try:
+            proc.stdin.write(("\n".join(shas) + "\n").encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    err = b""
+    try:
+        yield from _Parser(cfg, ignore).parse(proc.stdout)
+    finally:
+        if proc.poll() is None:
+            # Consumer stopped early (interrupt): don't leave git writing into a dead pipe.
+            proc.stdout.close()
+            proc.kill()
+        proc.wait()
+        err = proc.stderr.read()
+        t.join(timeout=5)
+    if proc.returncode not in (0, None, -9):
+        msg = err.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"git log failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")

@@ -1,0 +1,362 @@
+"""The `lmm` command line: parse, call the core, print. Nothing else lives here.
+
+Errors from the core (``LmmError``) become one line on stderr and exit 1; usage errors exit 2.
+Every command takes ``--repo PATH`` and ``--json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import LmmError
+
+app = typer.Typer(
+    name="lmm",
+    help="A local long-term memory of this repository for coding assistants.\n\n"
+    "Start with `lmm init` inside a git repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+hooks_app = typer.Typer(help="Install, remove or inspect lmm's git hooks.", no_args_is_help=True,
+                        rich_markup_mode="markdown")
+app.add_typer(hooks_app, name="hooks")
+
+RepoOpt = typer.Option(None, "--repo", help="The repository (default: the one enclosing the current directory).",
+                       show_default=False)
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines instead of text.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stderr():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def handled(fn: F) -> F:
+    """Turn domain errors into a one-line message and exit 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LmmError as e:
+            print(f"lmm: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except sqlite3.Error as e:  # raised mid-transaction, after connect() vouched for the store
+            from .store.db import translate
+
+            err = translate(e, None)
+            if not isinstance(err, LmmError):
+                raise
+            print(f"lmm: {err}", file=sys.stderr)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            print("lmm: interrupted; what was captured is kept (run `lmm ingest` to continue)", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _workspace(repo: Optional[Path]):  # type: ignore[no-untyped-def]
+    from .workspace import open_workspace
+
+    return open_workspace(repo)
+
+
+class _Bar:
+    """A rich progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "_Bar":
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     console=_stderr(), transient=True)
+            self.progress.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lmm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """A local long-term memory of this repository for coding assistants."""
+
+
+@app.command()
+@handled
+def init(
+    repo: Optional[Path] = RepoOpt,
+    no_hooks: bool = typer.Option(False, "--no-hooks", help="Do not install git hooks."),
+    no_backfill: bool = typer.Option(False, "--no-backfill", help="Do not capture the existing history now."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Move the existing store aside and start again."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create this repository's memory, capture its history, and install the git hooks.
+
+    Safe to run again: it captures only what is new and refreshes the hooks.
+
+    Example: `lmm init` (or `lmm init --repo ~/src/app --no-hooks`)
+    """
+    from . import core
+
+    ws = _workspace(repo)
+    with _Bar("capturing history") as bar:
+        out = core.init(ws, hooks=not no_hooks, backfill=not no_backfill, rebuild=rebuild, progress=bar)
+    if as_json:
+        _emit_json(out)
+        return
+    ing = out["ingest"]
+    lines = [f"lmm remembers {out['repo']}"]
+    if out["moved_aside"]:
+        lines.append(f"  old store moved aside to {out['moved_aside']}")
+    if out["empty"]:
+        lines.append("  no commits yet: lmm will capture from your first commit")
+    else:
+        lines.append(f"  {ing['new']:,} commits captured ({ing['merges']:,} merges), "
+                     f"{ing['known']:,} already known, in {ing['seconds']:.1f}s")
+    if ing["shallow"]:
+        lines.append("  shallow clone: only the history that exists here was captured; "
+                     "run `git fetch --unshallow` then `lmm ingest` for the rest")
+    if out["hooks"]:
+        lines.append(f"  git hooks installed in {ws.repo.hooks_dir}: " + ", ".join(h["name"] for h in out["hooks"]))
+    else:
+        lines.append("  git hooks not installed (run `lmm hooks install` to capture commits as they happen)")
+    lines.append(f"  store: {out['store']}")
+    print("\n".join(lines))
+
+
+@app.command()
+@handled
+def ingest(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Capture new history (and any queued hook events) now. Resumes an interrupted backfill.
+
+    Example: `lmm ingest`
+    """
+    from . import core
+
+    ws = _workspace(repo)
+    with _Bar("capturing history") as bar:
+        out = core.ingest(ws, progress=bar)
+    if as_json:
+        _emit_json(out)
+        return
+    msg = f"{out['new']:,} new commits captured, {out['events']} hook events, in {out['seconds']:.1f}s"
+    print(msg + (" (shallow clone: older history is not available here)" if out["shallow"] else ""))
+
+
+@app.command()
+@handled
+def status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """What is remembered: counts by kind and tier, last capture, hooks, store size.
+
+    Example: `lmm status --json`
+    """
+    from . import core
+
+    out = core.status(_workspace(repo))
+    if as_json:
+        _emit_json(out)
+        return
+    kinds = ", ".join(f"{n:,} {k}" for k, n in out["by_kind"].items()) or "nothing yet"
+    tiers = ", ".join(f"{n:,} {t}" for t, n in out["by_tier"].items()) or "-"
+    hooks = out["hooks"]["states"]
+    ok = [h["name"] for h in hooks if h["state"] == "installed"]
+    bad = [f"{h['name']} ({h['state']})" for h in hooks if h["state"] != "installed"]
+    last = out["last_capture"]
+    lines = [
+        f"repository  {out['repo']}",
+        f"store       {out['store']} ({_mb(out['store_bytes'])}, schema {out['schema']['version']})",
+        f"episodes    {out['episodes']:,}: {kinds}",
+        f"tiers       {tiers}" + (f"; {out['superseded']:,} superseded by rewrites" if out["superseded"] else ""),
+        "last        " + ("-" if not last else
+                          f"{datetime.fromtimestamp(last['at']).strftime('%Y-%m-%d %H:%M')} {last['kind']} "
+                          f"{last['source'][:12]} {last['title'][:60]}"),
+        "hooks       " + (", ".join(ok) if ok else "none") + (f"; not installed: {', '.join(bad)}" if bad else ""),
+        f"queue       {out['queue']['pending']} pending" + (f", {out['queue']['bad']} unreadable" if out["queue"]["bad"] else "")
+        + ("; a drainer is capturing now" if out["drainer"]["running"] else ""),
+    ]
+    if out["shallow"]:
+        lines.append("note        shallow clone: history before the cut is not available")
+    print("\n".join(lines))
+
+
+@app.command("log")
+@handled
+def log_cmd(
+    repo: Optional[Path] = RepoOpt,
+    n: int = typer.Option(20, "-n", "--number", help="How many episodes to show."),
+    kind: Optional[list[str]] = typer.Option(None, "--kind", "-k",
+                                             help="Only this kind (commit, merge, rewrite, checkout, note); repeatable."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only episodes since a date (2026-01-31) or age (3d, 2 weeks)."),
+    all_: bool = typer.Option(False, "--all", help="Include commits superseded by an amend or rebase."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Recent episodes, newest first.
+
+    Example: `lmm log -n 20 --kind commit --since "2 weeks"`
+    """
+    from . import core
+
+    ws = _workspace(repo)
+    rows = core.log(ws, limit=n, kinds=kind or None, since=core.parse_since(since) if since else None,
+                    include_superseded=all_)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        print("no episodes match")
+        return
+    from rich.markup import escape
+
+    console = _stdout()
+    for r in rows:
+        when = datetime.fromtimestamp(r["ts"]).strftime("%Y-%m-%d %H:%M")
+        ref = r["source"][:8] if r["kind"] in ("commit", "merge") else r["source"].split(":")[-1][:8]
+        extra = ""
+        if r["files"]:
+            extra = f" [dim]({len(r['files'])} file{'s' if len(r['files']) != 1 else ''})[/dim]"
+        if r["superseded_by"]:
+            extra += f" [dim]superseded by {r['superseded_by'][:8]}[/dim]"
+        console.print(f"[dim]{when}[/dim] {r['kind']:<8} [yellow]{ref}[/yellow] {escape(r['title'])}{extra}")
+
+
+@app.command()
+@handled
+def remember(
+    text: list[str] = typer.Argument(..., help="The note. Quote it, or pass '-' to read it from stdin.",
+                                     show_default=False),
+    repo: Optional[Path] = RepoOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Remember a note about this repository: a decision, a convention, a warning.
+
+    Example: `lmm remember "we keep auth tokens in the OS keyring, never in files"`
+    """
+    from .capture.notes import remember as do_remember
+
+    note = sys.stdin.read() if text == ["-"] else " ".join(text)
+    ws = _workspace(repo)
+    db = ws.connect()
+    try:
+        res = do_remember(ws, db, note)
+    finally:
+        db.close()
+    if as_json:
+        _emit_json({"id": res.id, "source": res.source, "new": res.new, "files": res.files, "redacted": res.redacted})
+        return
+    msg = "remembered" if res.new else "already remembered"
+    if res.files:
+        msg += f" (about {', '.join(res.files)})"
+    if res.redacted:
+        msg += "; a secret in it was redacted"
+    print(msg)
+
+
+@hooks_app.command("install")
+@handled
+def hooks_install(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Install lmm's post-commit, post-merge, post-rewrite and post-checkout hooks (idempotent).
+
+    Existing hooks are kept and still run.
+
+    Example: `lmm hooks install`
+    """
+    from .capture import hooks as h
+
+    ws = _workspace(repo)
+    ws.connect().close()  # not initialised → a clear error, not hooks pointing at nothing
+    states = h.install(ws)
+    if as_json:
+        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
+        return
+    print(f"hooks installed in {ws.repo.hooks_dir}: " + ", ".join(f"{s.name} ({s.mode})" for s in states))
+
+
+@hooks_app.command("uninstall")
+@handled
+def hooks_uninstall(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Remove lmm's hooks, leaving the hooks folder exactly as it was before. The memory is kept.
+
+    Example: `lmm hooks uninstall`
+    """
+    from .capture import hooks as h
+
+    ws = _workspace(repo)
+    states = h.uninstall(ws)
+    if as_json:
+        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
+        return
+    removed = [s.name for s in states if s.state == "removed"]
+    print(("removed lmm from " + ", ".join(removed)) if removed else "lmm's hooks were not installed")
+
+
+@hooks_app.command("status")
+@handled
+def hooks_status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Show whether each lmm hook is installed.
+
+    Example: `lmm hooks status --json`
+    """
+    from .capture import hooks as h
+
+    ws = _workspace(repo)
+    states = h.hook_status(ws)
+    if as_json:
+        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
+        return
+    for s in states:
+        print(f"{s.name:<14} {s.state}" + (f" ({s.mode})" if s.mode else ""))
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,69 @@
+"""Typed configuration, read from the store's ``config.toml`` and validated on load.
+
+Unknown keys and values of the wrong type are errors that name the key and the value; a missing
+file or key takes the default. Writing config is left to the template copied at ``lmm init``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["CaptureConfig", "Config", "load_config", "CONFIG_FILE"]
+
+CONFIG_FILE = "config.toml"
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    max_file_diff_bytes: int = 8192  # diff text kept per file, after redaction
+    max_commit_diff_bytes: int = 131072  # diff text kept per commit, across its files
+    max_line_chars: int = 400  # longer diff lines are cut (minified files, lockfiles)
+    branches: str = "local"  # "local": HEAD and local branches; "head": HEAD only
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_diff_bytes", "max_commit_diff_bytes", "max_line_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"config: capture.{name} must be a positive integer, got {value!r}")
+        if self.branches not in ("local", "head"):
+            raise ConfigError(f"config: capture.branches must be \"local\" or \"head\", got {self.branches!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+
+
+def _section(cls: type, name: str, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: [{name}] must be a table, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"config: unknown key {name}.{key} (known: {', '.join(sorted(known))})")
+    return cls(**raw)
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate ``path``; a missing file gives the defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+    sections = {"capture": CaptureConfig}
+    for key in raw:
+        if key not in sections:
+            raise ConfigError(f"config: unknown section [{key}] in {path}")
+    return Config(capture=_section(CaptureConfig, "capture", raw.get("capture", {})))

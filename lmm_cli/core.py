@@ -1,0 +1,204 @@
+"""The operations behind the CLI (and, later, the MCP server): init, ingest, status, log.
+
+Each takes a Workspace and returns plain data; printing is the caller's business.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .capture import hooks as hooks_mod
+from .capture import queue as q
+from .capture.drain import drain
+from .capture.ingest import IngestResult, Progress, capture_history, get_state
+from .capture.lock import CaptureLock, lock_is_held
+from .errors import BadInput
+from .store.db import DB_FILE
+from .store.migrations import MIGRATIONS, schema_version
+from .workspace import Workspace
+
+__all__ = ["init", "ingest", "status", "log", "parse_since"]
+
+
+def _rebuild(ws: Workspace) -> str | None:
+    """Move an existing store database aside (never delete it) so init starts fresh."""
+    if not ws.db_path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = ws.dir / f"{DB_FILE}.aside-{stamp}"
+    for suffix in ("", "-wal", "-shm"):
+        src = ws.dir / (DB_FILE + suffix)
+        if src.exists():
+            os.replace(src, ws.dir / (aside.name + suffix))
+    return str(aside)
+
+
+def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: bool = False,
+         progress: Progress | None = None) -> dict[str, Any]:
+    moved = _rebuild(ws) if rebuild else None
+    already = ws.initialised
+    db = ws.create()
+    try:
+        hook_states = hooks_mod.install(ws) if hooks else []
+        result = IngestResult(shallow=ws.repo.shallow)
+        if backfill:
+            with CaptureLock(ws.dir).acquire_or_raise():
+                result = capture_history(ws, db, capture="backfill", progress=progress)
+        head = ws.repo.head()
+        out = {
+            "repo": str(ws.repo.root),
+            "store": str(ws.dir),
+            "already_initialised": already,
+            "moved_aside": moved,
+            "empty": head is None,
+            "ingest": result.as_dict(),
+            "hooks": [h.as_dict() for h in hook_states],
+            "episodes": db.execute("SELECT count(*) FROM episodes").fetchone()[0],
+        }
+    finally:
+        db.close()
+    drain(ws, wait=5.0)  # events hooks queued while we held the lock
+    return out
+
+
+def ingest(ws: Workspace, *, progress: Progress | None = None) -> dict[str, Any]:
+    db = ws.connect()
+    try:
+        with CaptureLock(ws.dir).acquire_or_raise():
+            result = capture_history(ws, db, capture="ingest", progress=progress)
+    finally:
+        db.close()
+    drained = drain(ws, wait=5.0)
+    out = result.as_dict()
+    out["events"] = drained.events
+    out["empty"] = ws.repo.head() is None
+    return out
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def status(ws: Workspace) -> dict[str, Any]:
+    db = ws.connect()
+    try:
+        by_kind = {r[0]: r[1] for r in db.execute("SELECT kind, count(*) FROM episodes GROUP BY kind ORDER BY kind")}
+        by_tier = {r[0]: r[1] for r in db.execute("SELECT tier, count(*) FROM episodes GROUP BY tier ORDER BY tier")}
+        superseded = db.execute("SELECT count(*) FROM episodes WHERE valid_to IS NOT NULL").fetchone()[0]
+        last = db.execute(
+            "SELECT kind, source, title, captured_at FROM episodes ORDER BY captured_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        newest = db.execute("SELECT max(ts) FROM episodes WHERE kind IN ('commit', 'merge')").fetchone()[0]
+        version = schema_version(db)
+        last_ingest = get_state(db, "last_ingest")
+    finally:
+        db.close()
+    pending = q.pending(ws.queue)
+    bad_dir = ws.queue / "bad"
+    return {
+        "repo": str(ws.repo.root),
+        "store": str(ws.dir),
+        "store_bytes": _dir_size(ws.dir),
+        "schema": {"version": version, "latest": len(MIGRATIONS)},
+        "episodes": sum(by_kind.values()),
+        "by_kind": by_kind,
+        "by_tier": by_tier,
+        "superseded": superseded,
+        "last_capture": None if last is None else {
+            "kind": last["kind"], "source": last["source"], "title": last["title"], "at": last["captured_at"]},
+        "newest_commit_ts": newest,
+        "last_ingest": float(last_ingest) if last_ingest else None,
+        "shallow": ws.repo.shallow,
+        "hooks": {"dir": str(ws.repo.hooks_dir), "states": [h.as_dict() for h in hooks_mod.hook_status(ws)]},
+        "queue": {"pending": len(pending), "bad": len(list(bad_dir.iterdir())) if bad_dir.exists() else 0},
+        "drainer": {"running": lock_is_held(ws.dir)},
+    }
+
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?|mo|months?|y|years?)\s*(ago)?\s*$", re.I)
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``2026-01-31``, ``2026-01-31T12:00``, ``3d``, ``2 weeks`` or ``2 weeks ago`` → unix seconds."""
+    now = time.time() if now is None else now
+    m = _RELATIVE.match(text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000, "y": 31536000}
+        key = "mo" if unit.startswith("mo") else ("m" if unit.startswith("mi") or unit == "m" else unit[0])
+        return now - n * seconds[key]
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"--since: cannot read {text!r}; use a date (2026-01-31) or an age (3d, 2 weeks)") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # a bare date means local time, as git reads it
+    return dt.timestamp()
+
+
+def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since: float | None = None,
+        include_superseded: bool = False) -> list[dict[str, Any]]:
+    if limit <= 0:
+        raise BadInput(f"-n must be a positive number, got {limit}")
+    db = ws.connect()
+    try:
+        where, args = [], []
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args += kinds
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if not include_superseded:
+            where.append("valid_to IS NULL")
+        sql = "SELECT * FROM episodes" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY ts DESC, id DESC LIMIT ?"
+        rows = db.execute(sql, (*args, limit)).fetchall()
+        out = []
+        for r in rows:
+            files = db.execute(
+                "SELECT path, old_path, status, added, deleted, binary, secret, truncated FROM episode_files"
+                " WHERE episode_id = ? ORDER BY path", (r["id"],)).fetchall()
+            symbols = [s[0] for s in db.execute(
+                "SELECT DISTINCT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY symbol", (r["id"],))]
+            out.append({
+                "id": r["id"], "kind": r["kind"], "source": r["source"],
+                "ts": r["ts"], "date": datetime.fromtimestamp(r["ts"], timezone.utc).isoformat(timespec="seconds"),
+                "author": r["author"], "title": r["title"], "body": r["body"],
+                "tier": r["tier"], "salience": r["salience"], "strength": r["strength"],
+                "superseded_by": r["superseded_by"], "valid_to": r["valid_to"],
+                "data": json.loads(r["data"]), "provenance": json.loads(r["provenance"]),
+                "files": [dict(f) for f in files], "symbols": symbols,
+            })
+        return out
+    finally:
+        db.close()
+
+
+def store_is_readable(ws: Workspace) -> bool:
+    try:
+        db = ws.connect()
+    except Exception:
+        return False
+    try:
+        return db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+

@@ -1,0 +1,1 @@
+"""Store: the per-repository SQLite episodic log and its migrations."""

@@ -1,0 +1,131 @@
+"""Episodes: the rows of the episodic log, written idempotently and kept searchable (FTS5).
+
+An episode is keyed by (kind, source); writing one that exists changes nothing. Text reaching this
+module has already been redacted by capture.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FileChange", "Episode", "insert_episode", "fts_doc", "supersede", "episode_exists"]
+
+# Initial memory metadata by tier: sensory fades in days, episodic in months.
+DECAY = {"sensory": 0.5, "episodic": 0.01, "semantic": 0.002, "archival": 0.0}
+
+
+@dataclass
+class FileChange:
+    path: str
+    status: str = "M"
+    old_path: str | None = None
+    added: int | None = 0
+    deleted: int | None = 0
+    binary: bool = False
+    secret: bool = False
+    hunks: str | None = None
+    truncated: bool = False
+
+
+@dataclass
+class Episode:
+    kind: str
+    source: str
+    ts: float
+    title: str
+    body: str = ""
+    author: str | None = None
+    author_email: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    files: list[FileChange] = field(default_factory=list)
+    symbols: list[tuple[str, str, str]] = field(default_factory=list)  # (path, symbol, context)
+    tier: str = "episodic"
+    salience: float = 0.5
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def episode_exists(db: sqlite3.Connection, kind: str, source: str) -> bool:
+    return db.execute("SELECT 1 FROM episodes WHERE kind = ? AND source = ?", (kind, source)).fetchone() is not None
+
+
+def insert_episode(db: sqlite3.Connection, ep: Episode) -> int | None:
+    """Insert ``ep`` with its files, symbols and index entry; None if it was already there."""
+    now = time.time()
+    cur = db.execute(
+        """INSERT OR IGNORE INTO episodes
+           (kind, source, ts, author, author_email, title, body, data, tier, salience, strength,
+            decay_rate, confidence, valid_from, provenance, captured_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1.0, ?, 1.0, ?, ?, ?)""",
+        (
+            ep.kind, ep.source, ep.ts, ep.author, ep.author_email, ep.title, ep.body,
+            json.dumps(ep.data, ensure_ascii=False), ep.tier, ep.salience, DECAY[ep.tier],
+            ep.ts, json.dumps(ep.provenance, ensure_ascii=False), now,
+        ),
+    )
+    if cur.rowcount == 0:
+        return None
+    eid = int(cur.lastrowid)  # type: ignore[arg-type]
+    seen: set[str] = set()
+    rows = []
+    for f in ep.files:
+        if f.path in seen:  # a path listed twice (copy + modify) keeps its first entry
+            continue
+        seen.add(f.path)
+        rows.append((eid, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary), int(f.secret), f.hunks, int(f.truncated)))
+    db.executemany(
+        "INSERT INTO episode_files (episode_id, path, old_path, status, added, deleted, binary, secret, hunks, truncated)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO episode_symbols (episode_id, path, symbol, context) VALUES (?, ?, ?, ?)",
+        [(eid, p, s, c) for p, s, c in ep.symbols],
+    )
+    parents = ep.data.get("parents") if ep.kind in ("commit", "merge") else None
+    if parents:
+        db.executemany(
+            "INSERT OR IGNORE INTO commit_parents (sha, parent, idx) VALUES (?, ?, ?)",
+            [(ep.source, p, i) for i, p in enumerate(parents)],
+        )
+    db.execute(
+        "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff) VALUES (?, ?, ?, ?, ?, ?)",
+        (eid, *fts_doc(db, eid)),
+    )
+    return eid
+
+
+def fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str]:
+    """The indexed text of an episode, rebuilt from its rows.
+
+    The index is contentless, so deleting an entry needs exactly the values that were indexed:
+    insert and delete both come through here.
+    """
+    title, body = db.execute("SELECT title, body FROM episodes WHERE id = ?", (eid,)).fetchone()
+    files = db.execute(
+        "SELECT path, old_path, hunks FROM episode_files WHERE episode_id = ? ORDER BY path", (eid,)
+    ).fetchall()
+    paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
+    diff = "\n".join(h for _, _, h in files if h)
+    symbols = " ".join(
+        r[0] for r in db.execute(
+            "SELECT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY path, symbol", (eid,)
+        )
+    )
+    return title, body, paths, symbols, diff
+
+
+def supersede(db: sqlite3.Connection, old_source: str, new_source: str, ts: float) -> int:
+    """Mark the commit episode ``old_source`` as replaced by ``new_source`` (amend/rebase).
+
+    Nothing is deleted: the old episode stays, with a closed validity interval and a pointer.
+    """
+    cur = db.execute(
+        """UPDATE episodes SET valid_to = ?, superseded_by = ?
+           WHERE source = ? AND kind IN ('commit', 'merge') AND valid_to IS NULL""",
+        (ts, new_source, old_source),
+    )
+    return cur.rowcount

@@ -1,0 +1,134 @@
+"""Schema migrations: ordered functions, each applied once in its own transaction and recorded.
+
+``PRAGMA user_version`` holds how many have run, so a store written by a newer lmm (more migrations
+than this one knows) is refused instead of being misread. Append new migrations; never edit old ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+__all__ = ["MIGRATIONS", "migrate", "schema_version"]
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_episodes(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE episodes (
+            id            INTEGER PRIMARY KEY,
+            kind          TEXT NOT NULL,      -- commit, merge, rewrite, checkout, note; later: turn, file
+            source        TEXT NOT NULL,      -- what it came from: a sha, an event id, a session id
+            ts            REAL NOT NULL,      -- when it happened, unix seconds (commits: committer date)
+            author        TEXT,
+            author_email  TEXT,
+            title         TEXT NOT NULL DEFAULT '',
+            body          TEXT NOT NULL DEFAULT '',
+            data          TEXT NOT NULL DEFAULT '{}',   -- kind-specific JSON (parents, dates, branch…)
+            tier          TEXT NOT NULL DEFAULT 'episodic'
+                          CHECK (tier IN ('sensory', 'episodic', 'semantic', 'archival')),
+            salience      REAL NOT NULL DEFAULT 0.5,
+            strength      REAL NOT NULL DEFAULT 1.0,
+            decay_rate    REAL NOT NULL DEFAULT 0.01,   -- per day
+            recall_count  INTEGER NOT NULL DEFAULT 0,
+            last_recalled REAL,
+            confidence    REAL NOT NULL DEFAULT 1.0,
+            valid_from    REAL NOT NULL,
+            valid_to      REAL,                          -- set when superseded; never deleted
+            superseded_by TEXT,
+            provenance    TEXT NOT NULL DEFAULT '{}',    -- JSON: how and from what it was captured
+            captured_at   REAL NOT NULL,
+            UNIQUE (kind, source)
+        )""")
+    db.execute("CREATE INDEX episodes_ts ON episodes(ts)")
+    db.execute("CREATE INDEX episodes_source ON episodes(source)")
+    db.execute("""
+        CREATE TABLE episode_files (
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            path       TEXT NOT NULL,
+            old_path   TEXT,                 -- renames and copies
+            status     TEXT NOT NULL,        -- A added, M modified, D deleted, R renamed, C copied, N named
+            added      INTEGER,              -- NULL for binary files
+            deleted    INTEGER,
+            binary     INTEGER NOT NULL DEFAULT 0,
+            secret     INTEGER NOT NULL DEFAULT 0,   -- a secret file: name and stats only
+            hunks      TEXT,                 -- redacted diff text, truncated to the configured caps
+            truncated  INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (episode_id, path)
+        )""")
+    db.execute("CREATE INDEX episode_files_path ON episode_files(path)")
+    db.execute("""
+        CREATE TABLE episode_symbols (
+            episode_id INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+            path       TEXT NOT NULL,
+            symbol     TEXT NOT NULL,
+            context    TEXT NOT NULL,        -- the function/class line git printed in the hunk header
+            PRIMARY KEY (episode_id, path, symbol)
+        )""")
+    db.execute("CREATE INDEX episode_symbols_symbol ON episode_symbols(symbol)")
+    db.execute("""
+        CREATE TABLE commit_parents (
+            sha    TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            idx    INTEGER NOT NULL,
+            PRIMARY KEY (sha, idx)
+        )""")
+    db.execute("CREATE INDEX commit_parents_parent ON commit_parents(parent)")
+    db.execute("""
+        CREATE TABLE rewrites (
+            old_sha TEXT NOT NULL,
+            new_sha TEXT NOT NULL,
+            kind    TEXT NOT NULL,           -- amend or rebase
+            ts      REAL NOT NULL,
+            PRIMARY KEY (old_sha, new_sha)
+        )""")
+    # Commits whose whole ancestry is captured: `git rev-list … --not <tips>` lists only what is new.
+    db.execute("CREATE TABLE tips (sha TEXT PRIMARY KEY, ts REAL NOT NULL)")
+    db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # Contentless: the text lives in episodes/episode_files; the index alone is stored here.
+    db.execute("""
+        CREATE VIRTUAL TABLE episodes_fts USING fts5(
+            title, body, paths, symbols, diff, content='', tokenize='unicode61 remove_diacritics 2'
+        )""")
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations this store lacks; returns how many ran. Caller checks 'too new' first."""
+    ran = 0
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    while True:
+        version = schema_version(db)
+        if version >= len(MIGRATIONS):
+            return ran
+        fn = MIGRATIONS[version]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(db) != version:  # another process migrated meanwhile
+                db.execute("ROLLBACK")
+                continue
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                (version + 1, fn.__name__, time.time()),
+            )
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        ran += 1

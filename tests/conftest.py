@@ -1,0 +1,104 @@
+"""Shared fixtures: every test gets its own LMM_HOME, git config and repositories under tmp_path.
+
+Tests drive lmm the way a user does: real `git` commands in real repositories, and `lmm` as a real
+subprocess (``python -m lmm_cli``), so the hooks, the detached drainer and the exit codes are the
+real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Redirect all state into tmp_path: lmm's store, git's global config, HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    gitconfig = home / ".gitconfig"
+    gitconfig.write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n"
+        "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+        "[maintenance]\n\tauto = false\n[gc]\n\tauto = 0\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LMM_HOME", str(tmp_path / "lmm-home"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "EDITOR", "VISUAL", "GIT_EDITOR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GIT_EDITOR", "true")
+    return tmp_path
+
+
+def git(repo: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+        check: bool = True) -> str:
+    p = subprocess.run(["git", *args], cwd=repo, input=input, capture_output=True, text=True,
+                       env={**os.environ, **(env or {})})
+    if check and p.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def lmm(*args: str, cwd: Path | None = None, input: str | None = None, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([sys.executable, "-m", "lmm_cli", *args], cwd=cwd, input=input, capture_output=True,
+                       text=True, env={**os.environ, **(env or {})})
+    if check and p.returncode != 0:
+        raise AssertionError(f"lmm {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def lmm_json(*args: str, cwd: Path | None = None) -> object:
+    return json.loads(lmm(*args, "--json", cwd=cwd).stdout)
+
+
+def commit_file(repo: Path, path: str, content: str, message: str) -> str:
+    f = repo / path
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(content)
+    git(repo, "add", "--", path)
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def make_repo(path: Path, commits: int = 3) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q")
+    for i in range(commits):
+        commit_file(path, f"src/mod{i}.py", f"def f{i}():\n    return {i}\n", f"Add mod{i}")
+    return path
+
+
+def store_dir(repo: Path) -> Path:
+    return Path(lmm_json("status", "--repo", str(repo))["store"])  # type: ignore[index]
+
+
+def wait_for_drain(repo: Path, timeout: float = 120.0) -> dict:
+    """Wait until the hook-started background drainer has captured every queued event."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = lmm_json("status", "--repo", str(repo))
+        assert isinstance(st, dict)
+        if st["queue"]["pending"] == 0 and not st["drainer"]["running"]:
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"drainer did not finish in {timeout}s: {st['queue']}, {st['drainer']}")
+        time.sleep(0.2)
+
+
+def shas_in_store(repo: Path, include_superseded: bool = True) -> set[str]:
+    args = ["log", "--repo", str(repo), "-n", "100000", "--kind", "commit", "--kind", "merge"]
+    if include_superseded:
+        args.append("--all")
+    return {e["source"] for e in lmm_json(*args)}  # type: ignore[union-attr,index]
