@@ -1,6 +1,7 @@
 """The operations behind the CLI (and, later, the MCP server): init, ingest, status, log.
 
-Each takes a Workspace and returns plain data; printing is the caller's business.
+Each takes a Workspace and returns plain data; printing is the caller's business. Capture (git
+parsing, redaction) is imported only by the operations that capture, so `status` and `log` start fast.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import re
 import sqlite3
 import time
 from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .capture import hooks as hooks_mod
 from .capture import queue as q
 from .capture.drain import drain
-from .capture.ingest import IngestResult, Progress, capture_history, get_state
 from .capture.lock import CaptureLock, lock_is_held
 from .errors import BadInput
 from .store.db import DB_FILE
@@ -25,6 +26,8 @@ from .store.migrations import MIGRATIONS, schema_version
 from .workspace import Workspace
 
 __all__ = ["init", "ingest", "status", "log", "parse_since"]
+
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 def _rebuild(ws: Workspace) -> str | None:
@@ -42,6 +45,8 @@ def _rebuild(ws: Workspace) -> str | None:
 
 def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: bool = False,
          progress: Progress | None = None) -> dict[str, Any]:
+    from .capture.ingest import IngestResult, capture_history
+
     moved = _rebuild(ws) if rebuild else None
     already = ws.initialised
     db = ws.create()
@@ -69,6 +74,8 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
 
 
 def ingest(ws: Workspace, *, progress: Progress | None = None) -> dict[str, Any]:
+    from .capture.ingest import capture_history
+
     db = ws.connect()
     try:
         with CaptureLock(ws.dir).acquire_or_raise():
@@ -104,7 +111,8 @@ def status(ws: Workspace) -> dict[str, Any]:
         ).fetchone()
         newest = db.execute("SELECT max(ts) FROM episodes WHERE kind IN ('commit', 'merge')").fetchone()[0]
         version = schema_version(db)
-        last_ingest = get_state(db, "last_ingest")
+        row = db.execute("SELECT value FROM state WHERE key = 'last_ingest'").fetchone()
+        last_ingest = row[0] if row else None
     finally:
         db.close()
     pending = q.pending(ws.queue)

@@ -182,3 +182,22 @@ def test_store_lives_under_git_dir_without_lmm_home(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert (repo / ".git" / "lmm" / "lmm.db").exists()
     assert git(repo, "status", "--porcelain") == ""  # nothing in the work tree to commit by mistake
+
+
+def test_index_entries_can_be_removed_exactly(tmp_path: Path) -> None:
+    """The full-text index stores no text of its own; removing an entry (what `lmm forget` will do)
+    needs the exact indexed values back, which fts_doc rebuilds from the rows."""
+    from lmm_cli.store.episodes import fts_doc
+
+    repo = make_repo(tmp_path / "r", commits=1)
+    commit_file(repo, "src/pay/invoice.py", "def render_invoice():\n    return 'zebraword'\n", "Add invoice renderer")
+    lmm("init", "--repo", str(repo), "--no-hooks")
+    db = sqlite3.connect(store_dir(repo) / "lmm.db")
+    eid = db.execute("SELECT id FROM episodes WHERE title = 'Add invoice renderer'").fetchone()[0]
+    for term in ("zebraword", "renderer", "invoice"):
+        assert db.execute("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH ?", (term,)).fetchall() == [(eid,)]
+    db.execute("INSERT INTO episodes_fts (episodes_fts, rowid, title, body, paths, symbols, diff)"
+               " VALUES ('delete', ?, ?, ?, ?, ?, ?)", (eid, *fts_doc(db, eid)))
+    for term in ("zebraword", "renderer", "invoice"):
+        assert db.execute("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH ?", (term,)).fetchall() == []
+    assert db.execute("SELECT count(*) FROM episodes_fts WHERE episodes_fts MATCH 'mod0'").fetchone()[0] == 1

@@ -165,8 +165,8 @@ def test_cli_start_and_hook_path_import_nothing_heavy(tmp_path: Path) -> None:
     assert p.returncode == 0
     repo = make_repo(tmp_path / "r")
     lmm("init", "--repo", str(repo), "--no-hooks")
-    (store_dir(repo) / "queue" / "ev.manual0001.q").write_text(
-        f"lmm-event-1\npost-commit\n{repo}\n{git(repo, 'rev-parse', 'HEAD').strip()}\nrefs/heads/main\n")
+    (store_dir(repo) / "queue" / "ev.1.0.q").write_text(
+        f"lmm-event-1\npost-commit\n{repo}\n{git(repo, 'rev-parse', 'HEAD').strip()}\nrefs/heads/main\nend\n")
     p = subprocess.run([sys.executable, "-m", "lmm_cli.capture.drain", str(store_dir(repo))], env=env)
     assert p.returncode == 0
     assert lmm_json("status", "--repo", str(repo))["queue"]["pending"] == 0  # type: ignore[index]  # it did run

@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,30 @@ def test_hook_block_is_safe_under_strict_shells(tmp_path: Path, hook: str) -> No
     commit_file(repo, "x.txt", "1\n", "x")
     git(repo, "commit", "-q", "--amend", "-m", "x2")
     assert marker.exists()
+
+
+def test_half_written_and_garbage_events_are_never_dropped(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r")
+    lmm("init", "--repo", str(repo), "--no-hooks")
+    queue = store_dir(repo) / "queue"
+    head = git(repo, "rev-parse", "HEAD").strip()
+    half = queue / "ev.99999.0.q"
+    half.write_text(f"lmm-event-1\npost-commit\n{repo}\n{head}\n")  # a hook still writing: no "end"
+    garbage = queue / "ev.99999.1.q"
+    garbage.write_bytes(b"\xff\xfe not an event\nend\n")
+    drain = [sys.executable, "-m", "lmm_cli.capture.drain", str(store_dir(repo))]
+    subprocess.run(drain, check=True, timeout=60)
+    assert half.exists(), "an event being written is left for its hook to finish"
+    assert not garbage.exists() and (queue / "bad" / garbage.name).exists(), "unreadable events are kept aside"
+    with half.open("a") as f:
+        f.write("refs/heads/main\nend\n")
+    subprocess.run(drain, check=True, timeout=60)
+    assert not half.exists()
+    st = lmm_json("status", "--repo", str(repo))
+    assert st["queue"] == {"pending": 0, "bad": 1}  # type: ignore[index]
+    # A hook that died mid-write long ago: its event is taken as it is.
+    stale = queue / "ev.99999.2.q"
+    stale.write_text(f"lmm-event-1\npost-commit\n{repo}\n{head}\nrefs/heads/main\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    subprocess.run(drain, check=True, timeout=60)
+    assert not stale.exists() and not (queue / "bad" / stale.name).exists()

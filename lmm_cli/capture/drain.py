@@ -26,6 +26,7 @@ from .lock import CaptureLock
 __all__ = ["drain", "DrainResult", "main"]
 
 MAX_EVENTS_PER_BATCH = 2000
+WAIT_FOR_WRITERS = 2.0  # seconds a drainer waits for a hook to finish writing its event
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
@@ -34,6 +35,7 @@ class DrainResult:
     events: int = 0
     commits: int = 0
     bad: int = 0
+    waiting: int = 0  # events a hook was still writing at the last look
     ran: bool = False
 
 
@@ -55,10 +57,15 @@ def _process(ws: Workspace, db: sqlite3.Connection, paths: list[Path], result: D
             events.append(q.read_event(p))
         except FileNotFoundError:
             continue
+        except q.NotReady:
+            result.waiting += 1
+            continue
         except (ValueError, OSError, UnicodeError):
             q.quarantine(p)
             result.bad += 1
             _log(ws, f"bad-event {p.name}")
+    if not events:
+        return
     wanted: list[str] = []
     for ev in events:
         if ev.head:
@@ -95,7 +102,7 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
     result = DrainResult()
     lock = CaptureLock(ws.dir)
     while True:
-        if not q.pending(ws.queue):
+        if not q.pending(ws.queue) or (result.ran and result.waiting):
             return result
         if not lock.acquire(wait):
             return result
@@ -104,8 +111,16 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
         try:
             db = ws.connect()
             try:
+                deadline = time.monotonic() + WAIT_FOR_WRITERS
                 while batch := q.pending(ws.queue)[:MAX_EVENTS_PER_BATCH]:
+                    result.waiting = 0
                     _process(ws, db, batch, result)
+                    if result.waiting and len(batch) == result.waiting:
+                        # Only half-written events left: their hooks finish in microseconds,
+                        # unless they died, and then the events wait for STALE_SECONDS.
+                        if time.monotonic() > deadline:
+                            break
+                        time.sleep(0.01)
             finally:
                 db.close()
             _log(ws, f"end events={result.events} commits={result.commits} bad={result.bad}")

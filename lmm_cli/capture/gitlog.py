@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ..config import CaptureConfig
 from ..repo import GitError, git_env
@@ -30,7 +31,6 @@ __all__ = ["RawCommit", "iter_commits", "write_attributes", "symbol_of"]
 _MARK = b"\x1e\x1eLMM "
 _END = b"\x00\x1f"
 _FORMAT = "%x1e%x1eLMM %H%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x00%x1f"
-_HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@ ?(.*)$")
 
 # Git's built-in funcname drivers make hunk headers name the enclosing function (methods included),
 # which the default heuristic ("a line starting with a letter") does not. Unknown names fall back.
@@ -133,150 +133,52 @@ def _header_paths(line: bytes) -> tuple[str, str]:
 
 
 _TAIL_TOKEN = re.compile(r"[A-Za-z0-9+/=_\-.:@%]+$")
+_CONTEXT = re.compile(rb"^@@ -[0-9,]+ \+[0-9,]+ @@ ?(.*)$", re.M)
 
 
 class _File:
-    __slots__ = ("old", "new", "status", "binary", "added", "deleted", "lines", "size", "more", "contexts")
+    __slots__ = ("old", "new", "status", "binary", "added", "deleted", "text", "more", "contexts")
 
     def __init__(self, old: str, new: str) -> None:
         self.old, self.new, self.status = old, new, "M"
         self.binary = False
         self.added = self.deleted = 0
-        self.lines: list[str] = []
-        self.size = 0
-        self.more = False  # lines were seen beyond what we kept
+        self.text = b""  # the start of the hunks, raw
+        self.more = False  # the hunks went on past what we kept
         self.contexts: list[str] = []
 
 
 class _Parser:
+    """Parses whole commit records with bytes operations (split, count, find), not line by line:
+    a backfill pushes every line of history through here, and per-line Python was the bottleneck.
+
+    Within a file's hunks every line starts with ' ', '+', '-' or '\\', so "\n+" counts added
+    lines, "\n-" deleted ones, and "\ndiff --git " can only be the start of the next file."""
+
     def __init__(self, cfg: CaptureConfig, ignore: IgnoreRules) -> None:
         self.cfg = cfg
         self.ignore = ignore
         self.keep = 2 * cfg.max_file_diff_bytes  # raw slack: redaction may shrink the text
+        n = cfg.max_line_chars
+        self._long = re.compile(r"[^\n]{%d,}" % (n + 1))
+        # Cut a long line, then drop the partial token at the cut so no fragment of a secret survives.
+        self._cut = lambda m: _TAIL_TOKEN.sub("", m.group(0)[:n]) + " [cut]"
 
-    def _keep_line(self, f: _File, raw: bytes) -> None:
-        if f.size >= self.keep:
-            f.more = True
-            return
-        line = raw.rstrip(b"\n").decode("utf-8", "replace")
-        if len(line) > self.cfg.max_line_chars:
-            # Cut, then drop the partial token at the cut so no fragment of a secret survives.
-            line = _TAIL_TOKEN.sub("", line[: self.cfg.max_line_chars]) + " [cut]"
-        f.lines.append(line)
-        f.size += len(line) + 1
-
-    def finish_commit(self, c: RawCommit, files: list[_File]) -> None:
-        budget = self.cfg.max_commit_diff_bytes
-        for f in files:
-            path = f.new if f.status != "D" else f.old
-            old = f.old if f.status in ("R", "C") else None
-            if self.ignore and (self.ignore.ignored(path) or (old is not None and self.ignore.ignored(old))):
-                continue
-            secret = is_secret_file(path) or (old is not None and is_secret_file(old))
-            hunks: str | None = None
-            truncated = f.more
-            if not secret and not f.binary and f.lines:
-                text = redact("\n".join(f.lines))
-                cap = min(self.cfg.max_file_diff_bytes, budget)
-                data = text.encode("utf-8")
-                if len(data) > cap:
-                    cut = data[:cap].rfind(b"\n")
-                    text = data[: max(cut, 0)].decode("utf-8", "ignore")
-                    truncated = True
-                hunks = text or None
-                budget -= len(text.encode("utf-8"))
-            elif secret and f.lines:
-                truncated = False
-            c.files.append(FileChange(
-                path=redact(path), old_path=redact(old) if old else None, status=f.status,
-                added=None if f.binary else f.added, deleted=None if f.binary else f.deleted,
-                binary=f.binary, secret=secret, hunks=hunks, truncated=truncated,
-            ))
-            if not secret and os.path.splitext(path)[1].lower() in CODE_EXTENSIONS:
-                for ctx in f.contexts:
-                    ctx = redact(ctx)
-                    name = symbol_of(ctx)
-                    if name:
-                        c.symbols.append((redact(path), name, ctx[:200]))
-
-    def header(self, blob: bytes) -> RawCommit:
-        parts = blob[len(_MARK):].split(b"\x00")
-        sha, parents, an, ae, at, cn, ce, ct, msg = parts[:9]
-        d = lambda b: b.decode("utf-8", "replace")  # noqa: E731
-        return RawCommit(
-            sha=d(sha), parents=d(parents).split(), author=d(an), author_email=d(ae),
-            author_time=int(at or 0), committer=d(cn), committer_email=d(ce), commit_time=int(ct or 0),
-            message=d(msg),
-        )
-
-    def parse(self, stream: Iterable[bytes]) -> Iterator[RawCommit]:
-        commit: RawCommit | None = None
-        files: list[_File] = []
-        f: _File | None = None
-        header: list[bytes] | None = None
-        old_left = new_left = 0  # lines left in the current hunk, so "--- x" inside one is content
-        for line in stream:
-            if header is not None:
-                header.append(line)
-                if _END in line:
-                    commit = self.header(b"".join(header))
-                    header = None
-                continue
-            if old_left > 0 or new_left > 0:
-                c0 = line[:1]
-                content = True
-                if c0 == b"+":
-                    new_left -= 1
-                    f.added += 1  # type: ignore[union-attr]
-                elif c0 == b"-":
-                    old_left -= 1
-                    f.deleted += 1  # type: ignore[union-attr]
-                elif c0 == b" " or line == b"\n":
-                    old_left -= 1
-                    new_left -= 1
-                elif c0 != b"\\":  # malformed hunk: resynchronise on this line
-                    old_left = new_left = 0
-                    content = False
-                if content:
-                    self._keep_line(f, line)  # type: ignore[arg-type]
-                    continue
-            if line.startswith(_MARK):
-                if commit is not None:
-                    self.finish_commit(commit, files)
-                    yield commit
-                commit, files, f = None, [], None
-                if _END in line:
-                    commit = self.header(line)
-                else:
-                    header = [line]
-                continue
-            if line.startswith(b"diff --git "):
-                old, new = _header_paths(line)
-                f = _File(old, new)
-                files.append(f)
-                continue
-            if f is None:
-                continue
-            if line.startswith(b"@@"):
-                m = _HUNK.match(line.rstrip(b"\n"))
-                if m:
-                    old_left = int(m.group(1)) if m.group(1) is not None else 1
-                    new_left = int(m.group(2)) if m.group(2) is not None else 1
-                    ctx = m.group(3).decode("utf-8", "replace").strip()
-                    if ctx and ctx not in f.contexts:
-                        f.contexts.append(ctx)
-                    self._keep_line(f, line)
-                continue
-            if line.startswith(b"\\"):
-                continue
+    def _file(self, chunk: bytes) -> _File:
+        nl = chunk.find(b"\n")
+        first = chunk if nl < 0 else chunk[:nl]
+        f = _File(*_header_paths(b"diff --git " + first))
+        if nl < 0:
+            return f
+        hunk_at = chunk.find(b"\n@@ ", nl)
+        head = chunk[nl + 1:] if hunk_at < 0 else chunk[nl + 1:hunk_at]
+        for line in head.split(b"\n"):
             if line.startswith(b"--- "):
-                p = line[4:].rstrip(b"\n")
-                if p != b"/dev/null":
-                    f.old = _strip_prefix(_unquote(p), "a/")
+                if line[4:] != b"/dev/null":
+                    f.old = _strip_prefix(_unquote(line[4:]), "a/")
             elif line.startswith(b"+++ "):
-                p = line[4:].rstrip(b"\n")
-                if p != b"/dev/null":
-                    f.new = _strip_prefix(_unquote(p), "b/")
+                if line[4:] != b"/dev/null":
+                    f.new = _strip_prefix(_unquote(line[4:]), "b/")
             elif line.startswith(b"new file mode"):
                 f.status = "A"
             elif line.startswith(b"deleted file mode"):
@@ -291,9 +193,92 @@ class _Parser:
                 f.new = _unquote(line[8:])
             elif line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
                 f.binary = True
-        if commit is not None:
-            self.finish_commit(commit, files)
-            yield commit
+        if hunk_at >= 0:
+            body = chunk[hunk_at:]  # "\n@@ …": every line, the first included, follows a newline
+            f.added = body.count(b"\n+")
+            f.deleted = body.count(b"\n-")
+            seen: dict[str, None] = {}
+            for ctx in _CONTEXT.findall(body):
+                if ctx.strip():
+                    seen[ctx.decode("utf-8", "replace").strip()] = None
+            f.contexts = list(seen)
+            if len(body) - 1 > self.keep:
+                cut = body.rfind(b"\n", 1, self.keep + 1)
+                f.text, f.more = body[1:cut if cut > 0 else self.keep + 1], True
+            else:
+                f.text = body[1:].rstrip(b"\n")
+        return f
+
+    def finish_commit(self, c: RawCommit, files: list[_File]) -> None:
+        budget = self.cfg.max_commit_diff_bytes
+        for f in files:
+            path = f.new if f.status != "D" else f.old
+            old = f.old if f.status in ("R", "C") else None
+            if self.ignore and (self.ignore.ignored(path) or (old is not None and self.ignore.ignored(old))):
+                continue
+            secret = is_secret_file(path) or (old is not None and is_secret_file(old))
+            hunks: str | None = None
+            truncated = f.more
+            if not secret and not f.binary and f.text and budget > 0:
+                text = f.text.decode("utf-8", "replace")
+                if len(text) > self.cfg.max_line_chars:
+                    text = self._long.sub(self._cut, text)
+                text = redact(text)
+                cap = min(self.cfg.max_file_diff_bytes, budget)
+                data = text.encode("utf-8")
+                if len(data) > cap:
+                    cut = data.rfind(b"\n", 0, cap + 1)
+                    text = data[: max(cut, 0)].decode("utf-8", "ignore")
+                    truncated = True
+                hunks = text or None
+                budget -= len(text.encode("utf-8")) if len(data) > cap else len(data)
+            elif not secret and f.text:
+                truncated = True  # over the commit's budget: stats only
+            c.files.append(FileChange(
+                path=redact(path), old_path=redact(old) if old else None, status=f.status,
+                added=None if f.binary else f.added, deleted=None if f.binary else f.deleted,
+                binary=f.binary, secret=secret, hunks=hunks, truncated=truncated,
+            ))
+            if not secret and os.path.splitext(path)[1].lower() in CODE_EXTENSIONS:
+                for ctx in f.contexts:
+                    ctx = redact(ctx)
+                    name = symbol_of(ctx)
+                    if name:
+                        c.symbols.append((redact(path), name, ctx[:200]))
+
+    def record(self, rec: bytes) -> RawCommit:
+        end = rec.find(_END)
+        parts = rec[len(_MARK):end].split(b"\x00")
+        sha, parents, an, ae, at, cn, ce, ct, msg = parts[:9]
+        d = lambda b: b.decode("utf-8", "replace")  # noqa: E731
+        c = RawCommit(
+            sha=d(sha), parents=d(parents).split(), author=d(an), author_email=d(ae),
+            author_time=int(at or 0), committer=d(cn), committer_email=d(ce), commit_time=int(ct or 0),
+            message=d(msg),
+        )
+        chunks = rec[end + len(_END):].split(b"\ndiff --git ")
+        self.finish_commit(c, [self._file(ch) for ch in chunks[1:]])
+        return c
+
+    def parse(self, stream: IO[bytes]) -> Iterator[RawCommit]:
+        """Commit records, split on the marker that starts each one. A record is held whole in
+        memory while it is parsed (a commit with a huge diff costs that much memory, briefly)."""
+        buf = bytearray()
+        while True:
+            data = stream.read(1 << 20)
+            if not data:
+                break
+            scan_from = max(1, len(buf) - len(_MARK))
+            buf += data
+            pos = 0
+            while (nxt := buf.find(_MARK, max(pos + 1, scan_from))) >= 0:
+                if buf.startswith(_MARK, pos):
+                    yield self.record(bytes(buf[pos:nxt]))
+                pos = nxt
+            if pos:
+                del buf[:pos]
+        if buf.startswith(_MARK):
+            yield self.record(bytes(buf))
 
 
 def write_attributes(dest: Path) -> Path:

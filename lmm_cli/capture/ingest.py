@@ -199,7 +199,8 @@ def record_rewrite(db: sqlite3.Connection, event_id: str, kind: str, pairs: Iter
 
 
 def record_checkout(db: sqlite3.Connection, event_id: str, prev: str, new: str, ref: str, worktree: str, ts: float) -> None:
-    branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else None
+    branch = redact(ref[len("refs/heads/"):]) if ref.startswith("refs/heads/") else None
+    worktree = redact(worktree)
     title = f"checkout {branch}" if branch else f"checkout detached at {new[:7]}"
     insert_episode(db, Episode(
         kind="checkout", source=event_id, ts=ts, title=title,

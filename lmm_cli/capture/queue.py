@@ -1,9 +1,11 @@
 """The hook event queue: one small file per event in ``<store>/queue/``.
 
-A hook writes ``ev.XXXXXXXXXX`` then renames it to ``….q``, so a reader never sees half an event;
-post-rewrite's stdin goes beside it as ``….in``. Files are deleted only after the transaction that
-captured them has committed, so a crash anywhere leaves the event to be captured again (capture is
-idempotent). A file that cannot be parsed is moved to ``queue/bad/``, never dropped.
+A hook creates ``ev.<pid>.<n>.q`` exclusively and fills it with one write ending in an ``end``
+line (no mktemp or mv: each fork is time git waits); an event without its ``end`` is still being
+written and is left for a moment. post-rewrite's stdin goes beside it as ``….in``, written first.
+Files are deleted only after the transaction that captured them has committed, so a crash anywhere
+leaves the event to be captured again (capture is idempotent). A file that cannot be parsed is
+moved to ``queue/bad/``, never dropped.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Event", "pending", "read_event", "remove", "quarantine", "STALE_SECONDS"]
+__all__ = ["Event", "NotReady", "pending", "read_event", "remove", "quarantine", "STALE_SECONDS"]
 
 MAGIC = "lmm-event-1"
-# A hook that died between mktemp and rename leaves "ev.XXXXXXXXXX": older than this, take it as is.
+# An event still without its "end" line after this long was left by a hook that died mid-write:
+# take what it has (or quarantine it) rather than wait forever.
 STALE_SECONDS = 120.0
+
+
+class NotReady(Exception):
+    """The hook is still writing this event."""
 
 
 @dataclass
@@ -34,24 +41,18 @@ class Event:
 
 
 def pending(queue: Path) -> list[Path]:
-    """Event files ready to capture, oldest first."""
+    """Event files, oldest first."""
     out: list[tuple[int, str, Path]] = []
-    now = time.time()
     try:
         entries = list(os.scandir(queue))
     except FileNotFoundError:
         return []
     for e in entries:
-        if not e.is_file() or not e.name.startswith("ev."):
-            continue
-        try:
-            st = e.stat()
-        except FileNotFoundError:
-            continue
-        if e.name.endswith(".q") or (
-            not e.name.endswith(".in") and "." not in e.name[3:] and now - st.st_mtime > STALE_SECONDS
-        ):
-            out.append((st.st_mtime_ns, e.name, Path(e.path)))
+        if e.name.startswith("ev.") and e.name.endswith(".q"):
+            try:
+                out.append((e.stat().st_mtime_ns, e.name, Path(e.path)))
+            except FileNotFoundError:
+                continue
     out.sort()
     return [p for _, _, p in out]
 
@@ -62,9 +63,13 @@ def read_event(path: Path) -> Event:
     lines = raw.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    if lines and lines[-1] == "end":
+        lines.pop()
+    elif time.time() - path.stat().st_mtime < STALE_SECONDS:
+        raise NotReady(path.name)
     if len(lines) < 5 or lines[0] != MAGIC:
         raise ValueError(f"not an lmm event: {path.name}")
-    stem = path.name[:-2] if path.name.endswith(".q") else path.name
+    stem = path.name[:-2]
     stdin_path = path.with_name(stem + ".in")
     stdin: list[str] = []
     if stdin_path.exists():
@@ -74,8 +79,7 @@ def read_event(path: Path) -> Event:
 
 
 def _companions(path: Path) -> list[Path]:
-    stem = path.name[:-2] if path.name.endswith(".q") else path.name
-    return [path, path.with_name(stem + ".in")]
+    return [path, path.with_name(path.name[:-2] + ".in")]
 
 
 def remove(path: Path) -> None:

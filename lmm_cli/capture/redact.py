@@ -60,10 +60,11 @@ class Rule:
     that span is replaced. The extra fields tune the scanner, not the meaning:
     ``keywords`` are case-sensitive literals, at least one of which must occur
     on a line for the rule to run there (case variants are listed explicitly);
-    ``anchor`` is a regex, starting with a literal character, for formats with
-    no literal prefix (the rule then runs on every line the prefilter keeps);
-    ``skip`` vetoes a match (placeholders, code); ``multiline`` rules run over
-    the whole text instead of one line.
+    ``anchor`` is a prefilter regex (each ``|`` branch starting with a plain
+    character) for formats whose keywords have no rare character to anchor
+    on; a rule with an anchor and no keywords runs on every line the
+    prefilter keeps. ``skip`` vetoes a match (placeholders, code);
+    ``multiline`` rules run over the whole text instead of one line.
     """
 
     name: str
@@ -136,12 +137,19 @@ _PROSE_WORDS = frozenset(
     "your enter the please must is are was be for of to a an this that with from use".split()
 )
 _PLAIN_WORD_RE = re.compile(r"[a-z]{1,12}")
+# Words that follow a flag in prose ("the --password option"), not passwords.
+_PROSE_FOLLOWERS = frozenset(
+    """and or option options flag flags argument arguments parameter parameters is are
+    to the a an with for when if not of in on as via must can will should may was be
+    from instead only also then but so that which this these those it""".split()
+)
+_NUMBER_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 # Names built from words, one of them secret-ish: next_token, NextToken, role-secret-key.
 _WORDY_NAME_RE = re.compile(r"[A-Za-z]+(?:[_\-.][A-Za-z]+)*")
 _PATH_RE = re.compile(r"(?:~|\.\.?)?/[a-z0-9_.\-]+(?:/[a-z0-9_.\-]+)*/?")
-# After a bare value, these mean "end of the value", not "more expression".
 # "scheme://" then userinfo up to the match: the key is a URL's user name.
 _URL_USERINFO_RE = re.compile(r"://[^\s/@:]*\Z")
+# After a bare value, these mean "end of the value", not "more expression".
 _VALUE_END = ("#", "//", ";", "&", "'", '"', "`", "\r", "<!--", "|")
 
 
@@ -229,7 +237,7 @@ def _skip_assignment(m: re.Match[str]) -> bool:
     placeholders, redact literals."""
     value = m.group("secret")
     line = m.string
-    if _is_placeholder(value):
+    if _is_placeholder(value) or value.startswith("arn:"):  # ARNs name things
         return True
     if m.group("op") == ":" and _URL_USERINFO_RE.search(line, 0, m.start()):
         return True  # https://x-access-token:...@host is url-password's job
@@ -243,6 +251,8 @@ def _skip_assignment(m: re.Match[str]) -> bool:
         if _WORDY_NAME_RE.fullmatch(value) and _names_a_secret(value):
             return True  # "input_token": "next_token", X = "FORCE_CHANGE_PASSWORD"
         return _is_prose(value) or _PATH_RE.fullmatch(value) is not None
+    if m.group("kq") and _NUMBER_RE.fullmatch(value):
+        return True  # JSON number: "lastModifiedSecret": 1556311319.069
     literal = _is_literal_value(value)
     if literal is False:
         return True
@@ -277,6 +287,16 @@ def _skip_assignment(m: re.Match[str]) -> bool:
     return (spaced or op == ":=") and not _looks_random(value, 8)
 
 
+# A name, not a token: Marker, next_marker, DefaultClusterParameters.Marker.
+_NAMEISH_RE = re.compile(r"[A-Za-z][A-Za-z_.]{0,31}")
+
+
+def _skip_token_assignment(m: re.Match[str]) -> bool:
+    # Tokens and keys are never a plain word ("input_token": "Marker"); a
+    # password may well be one (letmein), so the password rule keeps them.
+    return _NAMEISH_RE.fullmatch(m.group("secret")) is not None or _skip_assignment(m)
+
+
 def _skip_value(m: re.Match[str]) -> bool:
     """Veto for a bare value next to a secret-ish flag or header."""
     value = m.group("secret")
@@ -296,6 +316,14 @@ def _skip_header(m: re.Match[str]) -> bool:
     value = m.group("secret")
     if _is_placeholder(value) or value.lower() == "authorization":
         return True
+    if (
+        not m.group("q")
+        and not m.group("scheme")
+        and (m.group("op") == "=" or m.group("kq"))
+        and _IDENT_RE.fullmatch(value)
+        and not _looks_random(value, 16)
+    ):
+        return True  # headers["Authorization"] = auth_header: a variable
     if m.string[m.end("secret") : m.end("secret") + 1] in ("(", "[", ",", ")"):
         return True  # authorization=request.headers.get(...), f(authorization=auth)
     # self.token / request.headers: code, not a credential (real ones carry digits)
@@ -321,14 +349,18 @@ def _skip_cli(m: re.Match[str]) -> bool:
     value = m.group("secret")
     if value.startswith("-"):  # the next flag, e.g. --password --other
         return True
-    if not m.group("q") and _PLAIN_WORD_RE.fullmatch(value):
+    if not m.group("q") and value.lower() in _PROSE_FOLLOWERS:
         return True  # prose: "via the --username and --password options"
     return _skip_value(m)
 
 
-def _skip_word_or_placeholder(m: re.Match[str]) -> bool:
-    # "a library identified by 'name'": a plain lower-case word is prose.
-    return _skip_placeholder(m) or _PLAIN_WORD_RE.fullmatch(m.group("secret")) is not None
+def _skip_sql(m: re.Match[str]) -> bool:
+    # "a library identified by 'name'": lower-case keyword + plain word is prose;
+    # SQL says IDENTIFIED BY, or quotes something that is not a dictionary word.
+    if _skip_placeholder(m):
+        return True
+    keyword = m.group(0)[: m.start("secret") - m.start()]
+    return keyword.islower() and _PLAIN_WORD_RE.fullmatch(m.group("secret")) is not None
 
 
 # --------------------------------------------------------------------------
@@ -371,7 +403,8 @@ def _stems(*words: str) -> str:
     (``DB_PASSWORD``, ``"password"``) or at a camelCase hump (``dbPassword``),
     but not inside a word (``compass``, ``bypass``, ``itoken``). Each word is
     a regex starting with a plain lower-case letter."""
-    assert all(w[0].isalpha() and w[0].islower() for w in words), words
+    if not all(w[0].isalpha() and w[0].islower() for w in words):
+        raise ValueError(f"stems must start with a lower-case letter: {words}")
     plain = "|".join(words)
     camel = "|".join(f"(?-i:{w[0].upper()}){w[1:]}" for w in words)
     return rf"(?:(?<![A-Za-z])(?i:{plain})|(?<=[a-z0-9])(?i:{camel}))"
@@ -791,8 +824,9 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "authorization-header",
-        r"(?<![A-Za-z])(?i:authorization)[\"'`]?\]?[ \t]*[:=][ \t]*[\"'`]?"
-        r"(?:(?i:bearer|basic|token|bot|digest|negotiate|apikey|sso-key|key)[ \t]+)?"
+        r"(?<![A-Za-z])(?i:authorization)(?P<kq>[\"'`]?)\]?[ \t]*(?P<op>[:=])[ \t]*(?P<q>[\"'`]?)"
+        r"(?:(?P<scheme>(?i:bearer|basic|token|bot|digest|negotiate|apikey|sso-key|key"
+        r"|aws4-hmac-sha256))[ \t]+)?"
         r"(?P<secret>[A-Za-z0-9._~+/=:\-]{8,})",
         "Authorization header value (Bearer/Basic/Token ...)",
         group="secret",
@@ -830,7 +864,7 @@ RULES: tuple[Rule, ...] = (
         "SQL CREATE/ALTER USER ... IDENTIFIED BY / PASSWORD 'x'",
         group="secret",
         keywords=_cases("identified by '", "password"),
-        skip=_skip_word_or_placeholder,
+        skip=_skip_sql,
     ),
     _rule(
         "cli-secret-flag",
@@ -891,7 +925,7 @@ RULES: tuple[Rule, ...] = (
         "secret = ..., client_secret: ..., SECRET_KEY=..., private_key = ...",
         group="secret",
         keywords=_cases("secret", "private", "credential"),
-        skip=_skip_assignment,
+        skip=_skip_token_assignment,
     ),
     _rule(
         "token-assignment",
@@ -903,7 +937,7 @@ RULES: tuple[Rule, ...] = (
         "token = ..., auth_token: ..., ACCESS_TOKEN=..., _authToken=...",
         group="secret",
         keywords=_cases("token"),
-        skip=_skip_assignment,
+        skip=_skip_token_assignment,
     ),
     _rule(
         "api-key-assignment",
@@ -919,7 +953,7 @@ RULES: tuple[Rule, ...] = (
         "api_key = ..., apiKey: ..., X-API-Key: ..., ACCESS_KEY=...",
         group="secret",
         keywords=_cases("key"),
-        skip=_skip_assignment,
+        skip=_skip_token_assignment,
     ),
 )
 
@@ -1015,6 +1049,12 @@ def _trigger_regex(literals: set[str], shapes: list[str]) -> str:
 _ANCHORED_RULES: tuple[tuple[int, Rule], ...] = tuple(
     (i, r) for i, r in enumerate(RULES) if r.anchor
 )
+_ALWAYS_RULES = tuple(i for i, r in _ANCHORED_RULES if not r.keywords)
+_GATED_RULES = tuple((i, r) for i, r in _ANCHORED_RULES if r.keywords)
+# One search tells whether any gated anchored rule's keyword is on the line.
+_ANCHORED_GATE = re.compile(
+    "|".join(sorted({re.escape(k) for _, r in _GATED_RULES for k in r.keywords}))
+)
 _RULES_BY_KEYWORD: dict[str, list[int]] = {}
 for _i, _r in enumerate(RULES):
     if not _r.anchor:
@@ -1075,9 +1115,11 @@ def _find_spans(text: str) -> list[tuple[int, int, int]]:
                 if k in line:
                     due.update(_RULES_BY_KEYWORD[k])
             m = search(text, m.start() + 1, end)
-        for i, rule in _ANCHORED_RULES:
-            if not rule.keywords or any(k in line for k in rule.keywords):
-                due.add(i)
+        due.update(_ALWAYS_RULES)
+        if _ANCHORED_GATE.search(line):
+            for i, rule in _GATED_RULES:
+                if any(k in line for k in rule.keywords):
+                    due.add(i)
         for i in due:
             rule = RULES[i]
             if rule.multiline:

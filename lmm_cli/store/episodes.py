@@ -91,31 +91,35 @@ def insert_episode(db: sqlite3.Connection, ep: Episode) -> int | None:
             "INSERT OR IGNORE INTO commit_parents (sha, parent, idx) VALUES (?, ?, ?)",
             [(ep.source, p, i) for i, p in enumerate(parents)],
         )
+    sym_rows = sorted({(p, sym): None for p, sym, _ in ep.symbols})
     db.execute(
         "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff) VALUES (?, ?, ?, ?, ?, ?)",
-        (eid, *fts_doc(db, eid)),
+        (eid, *_fts_values(ep.title, ep.body, sorted((r[1], r[2], r[8]) for r in rows), [s for _, s in sym_rows])),
     )
     return eid
 
 
-def fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str]:
-    """The indexed text of an episode, rebuilt from its rows.
+def _fts_values(title: str, body: str, files: list[tuple[str, str | None, str | None]],
+                symbols: list[str]) -> tuple[str, str, str, str, str]:
+    """The indexed text of an episode. ``files`` sorted by path, ``symbols`` by (path, symbol)."""
+    paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
+    diff = "\n".join(h for _, _, h in files if h)
+    return title, body, paths, " ".join(symbols), diff
 
-    The index is contentless, so deleting an entry needs exactly the values that were indexed:
-    insert and delete both come through here.
+
+def fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str]:
+    """The indexed text of a stored episode, rebuilt from its rows.
+
+    The index is contentless, so deleting an entry needs exactly the values that were indexed;
+    this and ``insert_episode`` both go through ``_fts_values`` with the same ordering.
     """
     title, body = db.execute("SELECT title, body FROM episodes WHERE id = ?", (eid,)).fetchone()
     files = db.execute(
         "SELECT path, old_path, hunks FROM episode_files WHERE episode_id = ? ORDER BY path", (eid,)
     ).fetchall()
-    paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
-    diff = "\n".join(h for _, _, h in files if h)
-    symbols = " ".join(
-        r[0] for r in db.execute(
-            "SELECT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY path, symbol", (eid,)
-        )
-    )
-    return title, body, paths, symbols, diff
+    symbols = [r[0] for r in db.execute(
+        "SELECT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY path, symbol", (eid,))]
+    return _fts_values(title, body, [tuple(f) for f in files], symbols)
 
 
 def supersede(db: sqlite3.Connection, old_source: str, new_source: str, ts: float) -> int:

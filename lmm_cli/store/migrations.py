@@ -97,7 +97,8 @@ def m001_episodes(db: sqlite3.Connection) -> None:
     # Contentless: the text lives in episodes/episode_files; the index alone is stored here.
     db.execute("""
         CREATE VIRTUAL TABLE episodes_fts USING fts5(
-            title, body, paths, symbols, diff, content='', tokenize='unicode61 remove_diacritics 2'
+            title, body, paths, symbols, diff, content='', detail=column,
+            tokenize='unicode61 remove_diacritics 2'
         )""")
 
 
