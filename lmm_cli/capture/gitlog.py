@@ -13,12 +13,14 @@ word-level diffs.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from ..config import CaptureConfig
 from ..repo import GitError, git_env
@@ -28,6 +30,7 @@ from .redact import is_secret_file, redact
 
 __all__ = ["RawCommit", "iter_commits", "write_attributes", "symbol_of"]
 
+_PUMP_CHUNKS = 64  # up to 64 MiB of git output buffered ahead of the parser
 _MARK = b"\x1e\x1eLMM "
 _END = b"\x00\x1f"
 _FORMAT = "%x1e%x1eLMM %H%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x00%x1f"
@@ -260,14 +263,11 @@ class _Parser:
         self.finish_commit(c, [self._file(ch) for ch in chunks[1:]])
         return c
 
-    def parse(self, stream: IO[bytes]) -> Iterator[RawCommit]:
+    def parse(self, chunks: Iterable[bytes]) -> Iterator[RawCommit]:
         """Commit records, split on the marker that starts each one. A record is held whole in
         memory while it is parsed (a commit with a huge diff costs that much memory, briefly)."""
         buf = bytearray()
-        while True:
-            data = stream.read(1 << 20)
-            if not data:
-                break
+        for data in chunks:
             scan_from = max(1, len(buf) - len(_MARK))
             buf += data
             pos = 0
@@ -321,33 +321,69 @@ def iter_commits(
         "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/", "--encoding=UTF-8",
         "--diff-merges=off", "--submodule=short", f"--format={_FORMAT}",
     ]
-    proc = subprocess.Popen(
-        cmd, cwd=root, env=git_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, bufsize=1 << 16,
-    )
-    assert proc.stdin and proc.stdout and proc.stderr
-    import threading
+    errfile = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=root, env=git_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=errfile, bufsize=0)
+    assert proc.stdin and proc.stdout
+    stdin, stdout = proc.stdin, proc.stdout
 
     def feed() -> None:  # a thread, so a long sha list cannot deadlock against git's output
         try:
-            proc.stdin.write(("\n".join(shas) + "\n").encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-        except BrokenPipeError:
+            stdin.write(("\n".join(shas) + "\n").encode())
+            stdin.close()
+        except (BrokenPipeError, ValueError):
             pass
 
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
-    err = b""
+    # git and the parser run side by side: a pump thread keeps git's pipe drained while the parser
+    # works, instead of git stalling whenever the 64 KiB pipe is full (that serialised the two).
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=_PUMP_CHUNKS)
+    stop = threading.Event()
+
+    def pump() -> None:
+        fd = stdout.fileno()
+        try:
+            while not stop.is_set():
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    break
+                while not stop.is_set():
+                    try:
+                        chunks.put(data, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except OSError:
+            pass
+        finally:
+            while True:
+                try:
+                    chunks.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        break
+
+    def drain_chunks() -> Iterator[bytes]:
+        while (data := chunks.get()) is not None:
+            yield data
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    pumper = threading.Thread(target=pump, daemon=True)
+    feeder.start()
+    pumper.start()
     try:
-        yield from _Parser(cfg, ignore).parse(proc.stdout)
+        yield from _Parser(cfg, ignore).parse(drain_chunks())
     finally:
+        stop.set()
         if proc.poll() is None:
-            # Consumer stopped early (interrupt): don't leave git writing into a dead pipe.
-            proc.stdout.close()
-            proc.kill()
+            proc.kill()  # the consumer stopped early (interrupt): don't leave git writing to no one
         proc.wait()
-        err = proc.stderr.read()
-        t.join(timeout=5)
-    if proc.returncode not in (0, None, -9):
+        pumper.join(timeout=5)
+        feeder.join(timeout=5)
+        stdout.close()
+        errfile.seek(0)
+        err = errfile.read()
+        errfile.close()
+    if proc.returncode not in (0, -9):
         msg = err.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"git log failed: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..repo import run_git
 from ..store.db import transaction
-from ..store.episodes import Episode, insert_episode, supersede
+from ..store.episodes import Episode, EpisodeWriter, insert_episode, supersede
 from ..workspace import Workspace
 from .gitlog import RawCommit, iter_commits, write_attributes
 from .ignore import IgnoreRules
@@ -141,20 +141,23 @@ def capture_commits(
     done = 0
     pending = 0
     last = time.monotonic()
+    writer = EpisodeWriter(db)
     db.execute("BEGIN IMMEDIATE")
     try:
         for c in iter_commits(ws.repo.root, todo, cfg, ignore, attributes):
-            if insert_episode(db, commit_episode(c, capture)) is not None:
+            if writer.add(commit_episode(c, capture)) is not None:
                 result.new += 1
                 result.merges += len(c.parents) > 1
             done += 1
             pending += 1
             if pending >= BATCH_COMMITS or time.monotonic() - last > BATCH_SECONDS:
+                writer.flush()
                 db.execute("COMMIT")
                 db.execute("BEGIN IMMEDIATE")
                 pending, last = 0, time.monotonic()
                 if progress:
                     progress(done, len(todo))
+        writer.flush()
         # Only once everything below them is stored do the tips count as fully captured.
         now = time.time()
         db.executemany("INSERT OR REPLACE INTO tips (sha, ts) VALUES (?, ?)", [(t, now) for t in tips])

@@ -21,25 +21,36 @@ How it works
 What it deliberately leaves out
     * No entropy scanning: git SHAs, UUIDs, content hashes and base64 test data
       would all look like secrets. Unknown token formats are caught only when
-      assigned to a secret-sounding name (``*_token = ...``, ``api_key: ...``).
-    * Generic assignment rules skip values that are clearly not literals or not
-      real: ``None``/``null``/``true``, type annotations (``password: str``),
-      calls/attribute access/subscripts (``os.environ["X"]``, ``get_token()``,
-      ``self.token``), variables named like the secret (``password=password``,
-      ``token=access_token``), placeholders (``<your-key>``, ``${VAR}``,
-      ``$VAR``, ``{{ x }}``, ``%s``, ``xxx``/``***``, ``changeme``,
-      ``your_api_key``, ``example``, ``test`` ...), multi-word prose
-      (``"Enter your password"``) and numbers shorter than six digits.
-      Structured token formats (``ghp_...``, ``AKIA...``) are always redacted,
-      placeholder-looking or not: a false positive there costs nothing.
-    * Known misses, accepted: unquoted YAML/INI passwords containing spaces,
-      YAML block scalars and multi-line strings under a generic key, secrets
-      split across string concatenations, ``ENV PASSWORD value`` without ``=``,
-      keys with no separator in all capitals (``DBPASSWORD``), Kubernetes
-      ``Secret`` data (base64 values under arbitrary names).
-    * Known over-redactions, accepted: a bare variable assigned to a secret
-      name (``token = tok`` loses ``tok``), words after a truncated private key
-      that look like base64, anything between a ``BEGIN``/``END`` key pair.
+      assigned to a secret-sounding name (``*_token = ...``, ``api_key: ...``);
+      there, any literal counts, UUIDs included (many API keys are UUIDs).
+    * Structured token formats (``ghp_...``, ``AKIA...``) are always redacted,
+      placeholder-looking or not (``AKIAIOSFODNN7EXAMPLE`` goes too): a false
+      positive there costs a few characters of history, a miss costs a leak.
+    * Generic assignments leave alone what is not a literal or not real:
+      ``None``/``null``/``true``, numbers under six digits, type annotations
+      (``password: str``), calls, subscripts and attribute access
+      (``os.environ["X"]``, ``get_token()``, ``self.token``), variables named
+      like the secret (``password=password``, ``token=access_token``),
+      ``password = pw`` (spaced ``=`` with a bare name is code; ``PASSWORD=pw``
+      is env/logfmt config and is redacted), keyword arguments
+      (``f(password=pw)``), JSON numbers, ARNs, f-strings and templates
+      (``${VAR}``, ``{{ x }}``, ``$VAR``, ``%s``), placeholders (``<your-key>``,
+      ``xxx``, ``***``, ``changeme``, ``your_api_key``, ``example``, ``test``,
+      ``password``), prose (``"Enter your password"``, ``the --password
+      option``), and, for tokens/keys/secrets but not passwords, plain names
+      (``"input_token": "next_marker"``): a token is never a word, a password
+      may be one (``letmein`` is redacted).
+    * Known misses, accepted: unquoted INI/Makefile passwords that look like a
+      name (``password = hunter2``; ``hunter2`` could be a variable), unquoted
+      YAML values with spaces, ``pass:word`` without the YAML space, YAML block
+      scalars and strings split across lines under a generic key, ``ENV
+      PASSWORD value`` without ``=``, all-capitals keys without separator
+      (``DBPASSWORD``), Kubernetes ``Secret`` data, and a diff hunk that starts
+      inside a private key after its ``BEGIN`` line (git's context lines
+      normally include it).
+    * Known over-redactions, accepted: the text between a ``BEGIN``/``END``
+      private-key pair in documentation, base64-looking lines right after a
+      truncated key, a bare name assigned in env style (``PASSWORD=pw``).
 """
 
 from __future__ import annotations
@@ -149,6 +160,7 @@ _WORDY_NAME_RE = re.compile(r"[A-Za-z]+(?:[_\-.][A-Za-z]+)*")
 _PATH_RE = re.compile(r"(?:~|\.\.?)?/[a-z0-9_.\-]+(?:/[a-z0-9_.\-]+)*/?")
 # "scheme://" then userinfo up to the match: the key is a URL's user name.
 _URL_USERINFO_RE = re.compile(r"://[^\s/@:]*\Z")
+_APOSTROPHE_RE = re.compile(r"(?<=[A-Za-z])'(?=[A-Za-z])")
 # After a bare value, these mean "end of the value", not "more expression".
 _VALUE_END = ("#", "//", ";", "&", "'", '"', "`", "\r", "<!--", "|")
 
@@ -201,12 +213,12 @@ def _closes_a_string(line: str, quote_pos: int) -> bool:
     line (``prompt='Password: ', ...``), i.e. the key sat inside a literal.
     Apostrophes between letters (``don't``) are not quotes."""
     q = line[quote_pos]
-    count = 0
-    for i, ch in enumerate(line[:quote_pos]):
-        if ch == q and not (
-            q == "'" and 0 < i < len(line) - 1 and line[i - 1].isalpha() and line[i + 1].isalpha()
-        ):
-            count += 1
+    # Only the statement around the key matters; a bounded window keeps long
+    # minified lines with many matches linear.
+    lo = max(0, quote_pos - 256)
+    count = line.count(q, lo, quote_pos)
+    if q == "'":
+        count -= len(_APOSTROPHE_RE.findall(line, lo, quote_pos + 1))
     return count % 2 == 1
 
 
@@ -239,7 +251,7 @@ def _skip_assignment(m: re.Match[str]) -> bool:
     line = m.string
     if _is_placeholder(value) or value.startswith("arn:"):  # ARNs name things
         return True
-    if m.group("op") == ":" and _URL_USERINFO_RE.search(line, 0, m.start()):
+    if m.group("op") == ":" and _URL_USERINFO_RE.search(line, max(0, m.start() - 256), m.start()):
         return True  # https://x-access-token:...@host is url-password's job
     if m.group("q"):
         if _closes_a_string(line, m.start("q")):
@@ -270,21 +282,32 @@ def _skip_assignment(m: re.Match[str]) -> bool:
     # A bare identifier.
     if _looks_random(value, 12):
         return False  # ?token=AbCd0123EfGh4567), not a name
-    if _rest_is_expression(line, m.end("secret")):
-        return True  # token = await fetch(), f(password=pw, ...), "password: don't"
     key = m.group(0)[: m.start("kq") - m.start()].lower().replace("_", "").replace("-", "")
     if key.endswith(value.lower().replace("_", "")):
         return True  # self._authkey = authkey
+    end = m.end("secret")
+    after = line[end : end + 1]
+    if after in ("(", "["):
+        return True  # token = fetch(...), password = env[...]
     if op == "=>":
         return True  # PHP/Ruby hash with a constant or variable
     if op == ":":
         # YAML `password: hunter2` is config (YAML needs the space); a quoted key
         # with a bare value is a dict/JSON literal holding a variable; without
-        # the space it is a path or ARN segment (passwd:uid, secret:name).
-        return bool(m.group("kq")) or line[m.end("op") : m.end("op") + 1] not in (" ", "\t")
-    # `=` / `:=`: `KEY=value` (no spaces) is env/shell/properties config;
-    # `token = tok` is code, unless the value is clearly not a name.
-    return (spaced or op == ":=") and not _looks_random(value, 8)
+        # the space it is a path or ARN segment (passwd:uid, secret:name); more
+        # words after it are a sentence ("password: don't share it").
+        return (
+            bool(m.group("kq"))
+            or line[m.end("op") : m.end("op") + 1] not in (" ", "\t")
+            or _rest_is_expression(line, end)
+        )
+    if spaced or op == ":=":
+        # `token = tok`, `token := f()` are code, unless the value is clearly not a name.
+        return not _looks_random(value, 8)
+    # KEY=value without spaces: env, shell, properties, logfmt, connection
+    # strings -- unless it is a keyword argument (f(password=pw, ...)).
+    rest = line[end : end + 8].lstrip(" \t")
+    return rest[:1] in (",", ")", "]", "}") or (rest[:1] == "'" and rest[1:2].isalpha())
 
 
 # A name, not a token: Marker, next_marker, DefaultClusterParameters.Marker.
@@ -427,7 +450,8 @@ _PK_END = r"-{4,5} ?END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)? ?-{4,5}"
 # headers up to the end of the line. Anything else ends the block.
 _PK_LINE = (
     r"\r?\n[+\- ]{0,2}[ \t]*[\"']?"
-    r"(?:(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset):[^\r\n]*|(?:[A-Za-z0-9+/=]|\\[rn])*)"
+    r"(?:(?:Proc-Type|DEK-Info|Version|Comment|Hash|Charset):[^\r\n]*"
+    r"|[A-Za-z0-9+/=]*(?:\\[rn][A-Za-z0-9+/=]*)*)"  # unrolled: one charset loop per run
     r"[\"']?[ \t]*[,+\\]?[ \t]*(?=\r?\n|\Z)"
 )
 _PRIVATE_KEY = (
@@ -440,7 +464,7 @@ _PRIVATE_KEY = (
     + r"|"
     # Truncated block (no END): same-line body (JSON-escaped keys live on one
     # line with literal \n), then whole lines that look like key body.
-    + r"(?:\\[rn]|[A-Za-z0-9+/=]|[ \t](?=[A-Za-z0-9+/=]{16}))*"
+    + r"[A-Za-z0-9+/=]*(?:(?:\\[rn]|[ \t](?=[A-Za-z0-9+/=]{16}))[A-Za-z0-9+/=]*)*"
     + r"(?:[\"'][ \t]*[,+\\]?[ \t]*(?=\r?\n|\Z))?"
     + r"(?:"
     + _PK_LINE
@@ -852,7 +876,8 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "netrc-password",
-        r"(?<![\w-])(?:machine|login)[ \t]+\S+[ \t]+(?:login[ \t]+\S+[ \t]+)?password[ \t]+(?P<secret>[^\s'\"]+)",
+        r"(?<![\w-])(?:machine|login)[ \t]+\S+[ \t]+(?:login[ \t]+\S+[ \t]+)?"
+        r"password[ \t]+(?P<secret>[^\s'\"]+)",
         ".netrc-style 'machine h login u password p'",
         group="secret",
         keywords=("password",),
@@ -878,7 +903,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "cli-user-password",
-        r"(?i:curl|wget)\b[^\n]*?(?<![\w-])(?:-u|--user|--http-user)(?:[ \t]+|=)[\"']?"
+        r"(?i:curl|wget)\b[^\n]{0,200}?(?<![\w-])(?:-u|--user|--http-user)(?:[ \t]+|=)[\"']?"
         r"(?P<user>[^\s:'\"]+):(?P<secret>[^\s'\"]+)",
         "curl -u user:password",
         group="secret",
@@ -887,7 +912,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "mysql-cli-password",
-        r"(?i:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]*?(?<=[ \t])-p(?P<secret>[^\s'\"]+)",
+        r"(?i:mysql|mysqldump|mysqladmin|mariadb)\b[^\n]{0,200}?(?<=[ \t])-p(?P<secret>[^\s'\"]+)",
         "mysql -pPASSWORD (password glued to -p)",
         group="secret",
         keywords=_cases("mysql", "mariadb"),
@@ -964,7 +989,9 @@ RULES: tuple[Rule, ...] = (
 
 # ASCII characters from most to least frequent in source code (measured on the
 # CPython standard library). Used only to pick cheap anchors for the prefilter.
-_CHAR_RANK = " etsarino\nlcd,pf_um.()\"h:g='yb0x1-2vwk[]TE*SA3#N45>IC`R6P8q97DLF\\M+O/zGj{}BWUVHK|<%@XQZYJ!?;~^$&"
+_CHAR_RANK = (
+    " etsarino\nlcd,pf_um.()\"h:g='yb0x1-2vwk[]TE*SA3#N45>IC`R6P8q97DLF\\M+O/zGj{}BWUVHK|<%@XQZYJ!?;~^$&"
+)
 
 
 def _char_cost(ch: str) -> float:
@@ -1050,6 +1077,10 @@ _ANCHORED_RULES: tuple[tuple[int, Rule], ...] = tuple(
     (i, r) for i, r in enumerate(RULES) if r.anchor
 )
 _ALWAYS_RULES = tuple(i for i, r in _ANCHORED_RULES if not r.keywords)
+# Their shapes, searched on a kept line before running them (cheap, exact).
+_SHAPE_GATE = re.compile(
+    "|".join(f"(?:{r.anchor})" for _, r in _ANCHORED_RULES if not r.keywords) or r"(?!)"
+)
 _GATED_RULES = tuple((i, r) for i, r in _ANCHORED_RULES if r.keywords)
 # One search tells whether any gated anchored rule's keyword is on the line.
 _ANCHORED_GATE = re.compile(
@@ -1065,21 +1096,39 @@ _ANCHOR_ALTERNATIVES = sorted({alt for r in RULES if r.anchor for alt in r.ancho
 _ANCHOR_LITERALS = _anchors(
     set(_RULES_BY_KEYWORD), free={alt[0] for alt in _ANCHOR_ALTERNATIVES}
 )
-# literal -> keywords that contain it or any literal that is a prefix of it (the
-# trie reports the longest literal at a position, shorter ones hide inside).
+
+
+_LITERALS_BY_PREFIX: dict[str, set[str]] = {}
+for _lit in _ANCHOR_LITERALS:
+    for _n in range(1, len(_lit) + 1):
+        _LITERALS_BY_PREFIX.setdefault(_lit[:_n], set()).add(_lit)
+
+
+def _hidden_by(lit: str) -> set[str]:
+    """Literals a left-to-right, non-overlapping scan can miss when it reports
+    ``lit``: those inside it, and those starting inside it and running past its
+    end. Their keywords are checked whenever ``lit`` is seen."""
+    hidden = {other for other in _ANCHOR_LITERALS if other in lit}
+    for i in range(1, len(lit)):
+        hidden |= _LITERALS_BY_PREFIX.get(lit[i:], set())
+    return hidden
+
+
+# literal -> keywords worth checking (with `in`) on a line where it was seen
+_KEYWORDS_CONTAINING = {
+    lit: {k for k in _RULES_BY_KEYWORD if lit in k} for lit in _ANCHOR_LITERALS
+}
 _KEYWORDS_BY_LITERAL: dict[str, tuple[str, ...]] = {
-    lit: tuple(
-        k
-        for k in sorted(_RULES_BY_KEYWORD)
-        if any(lit.startswith(p) and p in k for p in _ANCHOR_LITERALS)
-    )
+    lit: tuple(sorted(set().union(*(_KEYWORDS_CONTAINING[h] for h in _hidden_by(lit)))))
     for lit in _ANCHOR_LITERALS
 }
+del _i, _r, _k, _n, _lit, _KEYWORDS_CONTAINING
 
 # One alternation, every branch starting with a literal character: the engine
 # tests one character set per position and only enters the branches at the few
 # per cent of positions holding such a character.
 _TRIGGER = re.compile(_trigger_regex(_ANCHOR_LITERALS, _ANCHOR_ALTERNATIVES))
+_trigger_search = _TRIGGER.search  # bound once: redact() is called per line in backfills
 
 
 def _collect(
@@ -1094,28 +1143,31 @@ def _collect(
         out.append((offset + start, offset + end, rule_index))
 
 
-def _find_spans(text: str) -> list[tuple[int, int, int]]:
+def _find_spans(text: str, first: re.Match[str]) -> list[tuple[int, int, int]]:
+    """Spans (start, end, rule index) of every secret; ``first`` is the
+    prefilter's first hit in ``text``."""
     spans: list[tuple[int, int, int]] = []
     multiline: set[int] = set()
     n = len(text)
-    pos = 0
     search = _TRIGGER.search
-    while pos < n:
-        m = search(text, pos)
-        if m is None:
-            break
+    findall = _TRIGGER.findall
+    m: re.Match[str] | None = first
+    while m is not None:
         start = text.rfind("\n", 0, m.start()) + 1
         end = text.find("\n", m.end())
         if end < 0:
             end = n
         line = text[start:end]
         due: set[int] = set()
-        while m is not None:  # every literal on the line, overlapping ones too
-            for k in _KEYWORDS_BY_LITERAL.get(m.group(), ()):
-                if k in line:
-                    due.update(_RULES_BY_KEYWORD[k])
-            m = search(text, m.start() + 1, end)
-        due.update(_ALWAYS_RULES)
+        # Each keyword is looked for once per line (a minified line can repeat
+        # a literal thousands of times); literals hidden by overlaps are
+        # covered by _KEYWORDS_BY_LITERAL.
+        seen = set(findall(line))
+        for k in {k for lit in seen for k in _KEYWORDS_BY_LITERAL.get(lit, ())}:
+            if k in line:
+                due.update(_RULES_BY_KEYWORD[k])
+        if _ALWAYS_RULES and _SHAPE_GATE.search(line):
+            due.update(_ALWAYS_RULES)
         if _ANCHORED_GATE.search(line):
             for i, rule in _GATED_RULES:
                 if any(k in line for k in rule.keywords):
@@ -1126,8 +1178,8 @@ def _find_spans(text: str) -> list[tuple[int, int, int]]:
                 multiline.add(i)
             else:
                 _collect(i, rule, line, start, spans)
-        pos = end + 1
-    for i in sorted(multiline):
+        m = search(text, end + 1) if end < n else None
+    for i in multiline:
         _collect(i, RULES[i], text, 0, spans)
     return spans
 
@@ -1135,9 +1187,10 @@ def _find_spans(text: str) -> list[tuple[int, int, int]]:
 def redact_with_hits(text: str) -> tuple[str, list[str]]:
     """Redact ``text``; also return the names of the rules that fired, in text
     order, one per marker written (duplicates allowed)."""
-    if not text:
+    first = _trigger_search(text)
+    if first is None:  # the common case: nothing that could be a secret
         return text, []
-    spans = _find_spans(text)
+    spans = _find_spans(text, first)
     if not spans:
         return text, []
     # Earliest start wins; at the same start the earlier rule in RULES names the
@@ -1165,6 +1218,8 @@ def redact_with_hits(text: str) -> tuple[str, list[str]]:
 
 def redact(text: str) -> str:
     """Replace every secret span in ``text`` with ``[REDACTED:<rule name>]``."""
+    if _trigger_search(text) is None:  # fast path: one C-level scan, no allocations
+        return text
     return redact_with_hits(text)[0]
 
 

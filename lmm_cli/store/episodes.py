@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FileChange", "Episode", "insert_episode", "fts_doc", "supersede", "episode_exists"]
+__all__ = ["FileChange", "Episode", "EpisodeWriter", "insert_episode", "fts_doc", "supersede", "episode_exists"]
 
 # Initial memory metadata by tier: sensory fades in days, episodic in months.
 DECAY = {"sensory": 0.5, "episodic": 0.01, "semantic": 0.002, "archival": 0.0}
@@ -52,50 +52,71 @@ def episode_exists(db: sqlite3.Connection, kind: str, source: str) -> bool:
     return db.execute("SELECT 1 FROM episodes WHERE kind = ? AND source = ?", (kind, source)).fetchone() is not None
 
 
+class EpisodeWriter:
+    """Writes episodes within the caller's transaction. The episode row goes in at once (its id
+    and whether it was new are needed now); its files, symbols, parents and index entry are
+    batched and written by ``flush()``, one statement per table: a backfill writes thousands."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.files: list[tuple[Any, ...]] = []
+        self.symbols: list[tuple[Any, ...]] = []
+        self.parents: list[tuple[Any, ...]] = []
+        self.fts: list[tuple[Any, ...]] = []
+
+    def add(self, ep: Episode) -> int | None:
+        """Queue ``ep``; returns its new id, or None if it was already stored (nothing changes)."""
+        cur = self.db.execute(
+            """INSERT OR IGNORE INTO episodes
+               (kind, source, ts, author, author_email, title, body, data, tier, salience, strength,
+                decay_rate, confidence, valid_from, provenance, captured_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1.0, ?, 1.0, ?, ?, ?)""",
+            (
+                ep.kind, ep.source, ep.ts, ep.author, ep.author_email, ep.title, ep.body,
+                json.dumps(ep.data, ensure_ascii=False), ep.tier, ep.salience, DECAY[ep.tier],
+                ep.ts, json.dumps(ep.provenance, ensure_ascii=False), time.time(),
+            ),
+        )
+        if cur.rowcount == 0:
+            return None
+        eid = int(cur.lastrowid)  # type: ignore[arg-type]
+        files: dict[str, FileChange] = {}
+        for f in ep.files:
+            files.setdefault(f.path, f)  # a path listed twice (copy + modify) keeps its first entry
+        self.files.extend(
+            (eid, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary), int(f.secret), f.hunks,
+             int(f.truncated))
+            for f in files.values()
+        )
+        symbols: dict[tuple[str, str], str] = {}
+        for p, sym, ctx in ep.symbols:
+            symbols.setdefault((p, sym), ctx)
+        self.symbols.extend((eid, p, sym, ctx) for (p, sym), ctx in symbols.items())
+        parents = ep.data.get("parents") if ep.kind in ("commit", "merge") else None
+        if parents:
+            self.parents.extend((ep.source, p, i) for i, p in enumerate(parents))
+        ordered = sorted((f.path, f.old_path, f.hunks) for f in files.values())
+        self.fts.append((eid, *_fts_values(ep.title, ep.body, ordered, [s for _, s in sorted(symbols)])))
+        return eid
+
+    def flush(self) -> None:
+        db = self.db
+        db.executemany(
+            "INSERT INTO episode_files (episode_id, path, old_path, status, added, deleted, binary, secret, hunks,"
+            " truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self.files)
+        db.executemany("INSERT OR IGNORE INTO episode_symbols (episode_id, path, symbol, context) VALUES (?, ?, ?, ?)",
+                       self.symbols)
+        db.executemany("INSERT OR IGNORE INTO commit_parents (sha, parent, idx) VALUES (?, ?, ?)", self.parents)
+        db.executemany("INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff) VALUES (?, ?, ?, ?, ?, ?)",
+                       self.fts)
+        self.files, self.symbols, self.parents, self.fts = [], [], [], []
+
+
 def insert_episode(db: sqlite3.Connection, ep: Episode) -> int | None:
     """Insert ``ep`` with its files, symbols and index entry; None if it was already there."""
-    now = time.time()
-    cur = db.execute(
-        """INSERT OR IGNORE INTO episodes
-           (kind, source, ts, author, author_email, title, body, data, tier, salience, strength,
-            decay_rate, confidence, valid_from, provenance, captured_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1.0, ?, 1.0, ?, ?, ?)""",
-        (
-            ep.kind, ep.source, ep.ts, ep.author, ep.author_email, ep.title, ep.body,
-            json.dumps(ep.data, ensure_ascii=False), ep.tier, ep.salience, DECAY[ep.tier],
-            ep.ts, json.dumps(ep.provenance, ensure_ascii=False), now,
-        ),
-    )
-    if cur.rowcount == 0:
-        return None
-    eid = int(cur.lastrowid)  # type: ignore[arg-type]
-    seen: set[str] = set()
-    rows = []
-    for f in ep.files:
-        if f.path in seen:  # a path listed twice (copy + modify) keeps its first entry
-            continue
-        seen.add(f.path)
-        rows.append((eid, f.path, f.old_path, f.status, f.added, f.deleted, int(f.binary), int(f.secret), f.hunks, int(f.truncated)))
-    db.executemany(
-        "INSERT INTO episode_files (episode_id, path, old_path, status, added, deleted, binary, secret, hunks, truncated)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    db.executemany(
-        "INSERT OR IGNORE INTO episode_symbols (episode_id, path, symbol, context) VALUES (?, ?, ?, ?)",
-        [(eid, p, s, c) for p, s, c in ep.symbols],
-    )
-    parents = ep.data.get("parents") if ep.kind in ("commit", "merge") else None
-    if parents:
-        db.executemany(
-            "INSERT OR IGNORE INTO commit_parents (sha, parent, idx) VALUES (?, ?, ?)",
-            [(ep.source, p, i) for i, p in enumerate(parents)],
-        )
-    sym_rows = sorted({(p, sym): None for p, sym, _ in ep.symbols})
-    db.execute(
-        "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff) VALUES (?, ?, ?, ?, ?, ?)",
-        (eid, *_fts_values(ep.title, ep.body, sorted((r[1], r[2], r[8]) for r in rows), [s for _, s in sym_rows])),
-    )
+    w = EpisodeWriter(db)
+    eid = w.add(ep)
+    w.flush()
     return eid
 
 
