@@ -196,8 +196,8 @@ def test_index_entries_can_be_removed_exactly(tmp_path: Path) -> None:
     eid = db.execute("SELECT id FROM episodes WHERE title = 'Add invoice renderer'").fetchone()[0]
     for term in ("zebraword", "renderer", "invoice"):
         assert db.execute("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH ?", (term,)).fetchall() == [(eid,)]
-    db.execute("INSERT INTO episodes_fts (episodes_fts, rowid, title, body, paths, symbols, diff)"
-               " VALUES ('delete', ?, ?, ?, ?, ?, ?)", (eid, *fts_doc(db, eid)))
+    db.execute("INSERT INTO episodes_fts (episodes_fts, rowid, title, body, paths, symbols, diff, terms)"
+               " VALUES ('delete', ?, ?, ?, ?, ?, ?, ?)", (eid, *fts_doc(db, eid)))
     for term in ("zebraword", "renderer", "invoice"):
         assert db.execute("SELECT rowid FROM episodes_fts WHERE episodes_fts MATCH ?", (term,)).fetchall() == []
     assert db.execute("SELECT count(*) FROM episodes_fts WHERE episodes_fts MATCH 'mod0'").fetchone()[0] == 1

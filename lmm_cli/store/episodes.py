@@ -107,8 +107,9 @@ class EpisodeWriter:
         db.executemany("INSERT OR IGNORE INTO episode_symbols (episode_id, path, symbol, context) VALUES (?, ?, ?, ?)",
                        self.symbols)
         db.executemany("INSERT OR IGNORE INTO commit_parents (sha, parent, idx) VALUES (?, ?, ?)", self.parents)
-        db.executemany("INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff) VALUES (?, ?, ?, ?, ?, ?)",
-                       self.fts)
+        db.executemany(
+            "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff, terms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.fts)
         self.files, self.symbols, self.parents, self.fts = [], [], [], []
 
 
@@ -121,14 +122,17 @@ def insert_episode(db: sqlite3.Connection, ep: Episode) -> int | None:
 
 
 def _fts_values(title: str, body: str, files: list[tuple[str, str | None, str | None]],
-                symbols: list[str]) -> tuple[str, str, str, str, str]:
+                symbols: list[str]) -> tuple[str, str, str, str, str, str]:
     """The indexed text of an episode. ``files`` sorted by path, ``symbols`` by (path, symbol)."""
+    from ..address.terms import code_terms
+
     paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
     diff = "\n".join(h for _, _, h in files if h)
-    return title, body, paths, " ".join(symbols), diff
+    sym = " ".join(symbols)
+    return title, body, paths, sym, diff, code_terms(" ".join((title, body, paths, sym, diff)))
 
 
-def fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str]:
+def fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str, str]:
     """The indexed text of a stored episode, rebuilt from its rows.
 
     The index is contentless, so deleting an entry needs exactly the values that were indexed;

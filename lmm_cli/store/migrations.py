@@ -133,3 +133,97 @@ def migrate(db: sqlite3.Connection) -> int:
             db.execute("ROLLBACK")
             raise
         ran += 1
+
+
+@migration
+def m002_code_index_and_vectors(db: sqlite3.Connection) -> None:
+    """The addressing layer's indexes: the working tree's structure, and embedding vectors."""
+    db.execute("""
+        CREATE TABLE code_files (
+            path       TEXT PRIMARY KEY,
+            hash       TEXT NOT NULL,        -- content hash (git blob id): unchanged files are not re-parsed
+            lang       TEXT,                 -- tree-sitter language, or NULL when chunked by lines
+            size       INTEGER NOT NULL,
+            lines      INTEGER NOT NULL,
+            indexed_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE code_symbols (
+            id         INTEGER PRIMARY KEY,
+            path       TEXT NOT NULL REFERENCES code_files(path) ON DELETE CASCADE,
+            name       TEXT NOT NULL,
+            kind       TEXT NOT NULL,        -- function, method, class, struct, interface, enum, trait, …
+            parent     TEXT,                 -- enclosing class/impl for methods
+            start_line INTEGER NOT NULL,     -- 1-based, inclusive
+            end_line   INTEGER NOT NULL,
+            signature  TEXT NOT NULL         -- the definition's first line, redacted, trimmed
+        )""")
+    db.execute("CREATE INDEX code_symbols_path ON code_symbols(path)")
+    db.execute("CREATE INDEX code_symbols_name ON code_symbols(name)")
+    db.execute("""
+        CREATE TABLE code_chunks (
+            id         INTEGER PRIMARY KEY,
+            path       TEXT NOT NULL REFERENCES code_files(path) ON DELETE CASCADE,
+            start_line INTEGER NOT NULL,
+            end_line   INTEGER NOT NULL,
+            symbol     TEXT,                 -- the symbol this chunk is, if it is one
+            text       TEXT NOT NULL,        -- redacted
+            hash       TEXT NOT NULL         -- of text: the key of its embedding
+        )""")
+    db.execute("CREATE INDEX code_chunks_path ON code_chunks(path)")
+    # Identifiers each file uses; with code_symbols they give the file reference graph.
+    db.execute("""
+        CREATE TABLE code_idents (
+            path  TEXT NOT NULL REFERENCES code_files(path) ON DELETE CASCADE,
+            ident TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (path, ident)
+        )""")
+    db.execute("CREATE INDEX code_idents_ident ON code_idents(ident)")
+    db.execute("""
+        CREATE TABLE code_refs (
+            src    TEXT NOT NULL,            -- the file that uses a name
+            dst    TEXT NOT NULL,            -- the file that defines it
+            weight REAL NOT NULL,
+            PRIMARY KEY (src, dst)
+        )""")
+    db.execute("CREATE INDEX code_refs_dst ON code_refs(dst)")
+    # Lexical index over chunks (rowid = code_chunks.id); `terms` holds code-aware splits
+    # (refreshToken → refresh token), which FTS5's tokenizer cannot do itself.
+    db.execute("""
+        CREATE VIRTUAL TABLE code_fts USING fts5(
+            path, symbol, text, terms, content='',
+            tokenize='porter unicode61 remove_diacritics 2'
+        )""")
+    # Episodes get the same code-aware terms column: the index is rebuilt with it. (Not
+    # detail=column as in m001: with content='' that makes bm25() return 0 for every row.)
+    db.execute("DROP TABLE episodes_fts")
+    db.execute("""
+        CREATE VIRTUAL TABLE episodes_fts USING fts5(
+            title, body, paths, symbols, diff, terms, content='',
+            tokenize='porter unicode61 remove_diacritics 2'
+        )""")
+    from .episodes import fts_doc
+
+    for (eid,) in db.execute("SELECT id FROM episodes").fetchall():
+        db.execute(
+            "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff, terms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (eid, *fts_doc(db, eid)),
+        )
+    # Query-independent file priors, recomputed after each index run: PageRank centrality over
+    # code_refs, and how many files use each file.
+    db.execute("""
+        CREATE TABLE code_rank (
+            path    TEXT PRIMARY KEY,
+            rank    REAL NOT NULL,
+            used_by INTEGER NOT NULL
+        )""")
+    # Embeddings, keyed by the text's hash and the model: unchanged text is never embedded twice.
+    db.execute("""
+        CREATE TABLE vectors (
+            model TEXT NOT NULL,             -- encoder id (and adapter version, later)
+            hash  TEXT NOT NULL,             -- sha1 of the embedded text
+            dim   INTEGER NOT NULL,
+            vec   BLOB NOT NULL,             -- float16, L2-normalised
+            PRIMARY KEY (model, hash)
+        )""")
