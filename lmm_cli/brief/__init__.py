@@ -1,0 +1,1 @@
+"""Briefs: cited, budgeted markdown made from what addressing found."""

@@ -1,0 +1,1 @@
+"""Models: the sentence encoder that turns text into vectors (see ``encoder``)."""
