@@ -32,6 +32,9 @@ app = typer.Typer(
 hooks_app = typer.Typer(help="Install, remove or inspect lmm's git hooks.", no_args_is_help=True,
                         rich_markup_mode="markdown")
 app.add_typer(hooks_app, name="hooks")
+bench_app = typer.Typer(help="Measure lmm on this repository's own history.", no_args_is_help=True,
+                        rich_markup_mode="markdown")
+app.add_typer(bench_app, name="bench")
 
 RepoOpt = typer.Option(None, "--repo", help="The repository (default: the one enclosing the current directory).",
                        show_default=False)
@@ -88,28 +91,28 @@ def _workspace(repo: Optional[Path]):  # type: ignore[no-untyped-def]
 
 
 class _Bar:
-    """A rich progress bar on stderr, shown only on a terminal."""
+    """Rich progress bars on stderr, one per stage, shown only on a terminal. Called as
+    ``bar(stage, done, total)``."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self) -> None:
         self.progress = None
-        self.task = None
+        self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "_Bar":
         if sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                     console=_stderr(), transient=True)
+            self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=_stderr(), transient=True)
             self.progress.start()
         return self
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, stage: str, done: int, total: int) -> None:
         if self.progress is None:
             return
-        if self.task is None:
-            self.task = self.progress.add_task(self.label, total=total)
-        self.progress.update(self.task, completed=done, total=total)
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
@@ -139,6 +142,7 @@ def init(
     no_hooks: bool = typer.Option(False, "--no-hooks", help="Do not install git hooks."),
     no_backfill: bool = typer.Option(False, "--no-backfill", help="Do not capture the existing history now."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Move the existing store aside and start again."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Skip sentence embeddings (recall then uses no dense channel)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create this repository's memory, capture its history, and install the git hooks.
@@ -150,8 +154,9 @@ def init(
     from . import core
 
     ws = _workspace(repo)
-    with _Bar("capturing history") as bar:
-        out = core.init(ws, hooks=not no_hooks, backfill=not no_backfill, rebuild=rebuild, progress=bar)
+    with _Bar() as bar:
+        out = core.init(ws, hooks=not no_hooks, backfill=not no_backfill, rebuild=rebuild, embed=not no_embed,
+                        stages=bar)
     if as_json:
         _emit_json(out)
         return
@@ -171,13 +176,21 @@ def init(
         lines.append(f"  git hooks installed in {ws.repo.hooks_dir}: " + ", ".join(h["name"] for h in out["hooks"]))
     else:
         lines.append("  git hooks not installed (run `lmm hooks install` to capture commits as they happen)")
+    idx = out.get("index") or {}
+    if idx:
+        lines.append(f"  code index: {idx['files']:,} files, {idx['symbols']:,} symbols, {idx['chunks']:,} chunks"
+                     + (f"; {idx['embedded']:,} new embeddings" if idx.get("encoder") else "; no embeddings"))
     lines.append(f"  store: {out['store']}")
     print("\n".join(lines))
 
 
 @app.command()
 @handled
-def ingest(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+def ingest(
+    repo: Optional[Path] = RepoOpt,
+    no_embed: bool = typer.Option(False, "--no-embed", help="Skip sentence embeddings."),
+    as_json: bool = JsonOpt,
+) -> None:
     """Capture new history (and any queued hook events) now. Resumes an interrupted backfill.
 
     Example: `lmm ingest`
@@ -185,13 +198,60 @@ def ingest(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
     from . import core
 
     ws = _workspace(repo)
-    with _Bar("capturing history") as bar:
-        out = core.ingest(ws, progress=bar)
+    with _Bar() as bar:
+        out = core.ingest(ws, embed=not no_embed, stages=bar)
     if as_json:
         _emit_json(out)
         return
     msg = f"{out['new']:,} new commits captured, {out['events']} hook events, in {out['seconds']:.1f}s"
     print(msg + (" (shallow clone: older history is not available here)" if out["shallow"] else ""))
+
+
+@app.command()
+@handled
+def recall(
+    query: list[str] = typer.Argument(..., help="What you are about to work on, in words.", show_default=False),
+    repo: Optional[Path] = RepoOpt,
+    budget: int = typer.Option(1000, "--budget", "-b", help="Most tokens the brief may use."),
+    fast: bool = typer.Option(False, "--fast", help="Lexical and history channels only: no model is loaded."),
+    k: int = typer.Option(10, "-k", help="How many files to rank."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """What matters for a task: where to look, what happened and why, what tends to break — cited.
+
+    Example: `lmm recall "why did we drop redis" --budget 800`
+    """
+    from . import core
+
+    out = core.recall(_workspace(repo), " ".join(query), budget=budget, fast=fast, k=k)
+    if as_json:
+        _emit_json(out)
+        return
+    sys.stdout.write(out["brief"])
+
+
+@app.command("brief")
+@handled
+def brief_cmd(
+    repo: Optional[Path] = RepoOpt,
+    budget: int = typer.Option(2000, "--budget", "-b", help="Most tokens the brief may use."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Keep lmm's section of this file (e.g. CLAUDE.md) up to date; text outside lmm's markers is left alone."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """The repository-wide brief: layout, central modules, conventions, hot spots, recent direction.
+
+    Example: `lmm brief --write CLAUDE.md`
+    """
+    from . import core
+
+    out = core.brief(_workspace(repo), budget=budget, write=write)
+    if as_json:
+        _emit_json(out)
+        return
+    if write is not None:
+        print(f"{'updated' if out['changed'] else 'unchanged'}: {out['written']} ({out['tokens']} tokens)")
+        return
+    sys.stdout.write(out["brief"])
 
 
 @app.command()
@@ -356,6 +416,59 @@ def hooks_status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> Non
         return
     for s in states:
         print(f"{s.name:<14} {s.state}" + (f" ({s.mode})" if s.mode else ""))
+
+
+@bench_app.command("localize")
+@handled
+def bench_localize(
+    repo: Optional[Path] = RepoOpt,
+    holdout: int = typer.Option(100, "--holdout", help="How many of the latest non-merge commits to hold out as queries."),
+    baselines: str = typer.Option("bm25,history,dense,repomap", "--baselines",
+                                  help="Comma-separated baselines to run beside lmm (bm25, history, dense, repomap)."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="lmm without its dense channel (and no dense baseline)."),
+    tune_: bool = typer.Option(False, "--tune", help="Save the weights fitted on all held-out commits into this repository's store."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Time travel: cut the history before the last N commits, rebuild memory from what existed
+    then, and ask each held-out commit's message which files it changed. lmm and the baselines,
+    same run, one table.
+
+    Example: `lmm bench localize --holdout 100 --tune`
+    """
+    from .bench.compare import BASELINES, localize, report_markdown
+    from .errors import BadInput
+
+    ws = _workspace(repo)
+    names = [b.strip() for b in baselines.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        raise BadInput(f"--baselines: unknown {', '.join(unknown)} (choose from {', '.join(BASELINES)})")
+    if holdout < 2:
+        raise BadInput(f"--holdout must be at least 2, got {holdout}")
+    if no_embed:
+        names = [b for b in names if b != "dense"]
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
+    rep = localize(ws.repo.root, holdout, baselines=names, embed=not no_embed, say=say)
+    if tune_:
+        from .address.recall import save_weights
+        from .store.db import transaction
+
+        db = ws.connect()
+        try:
+            with transaction(db):
+                save_weights(db, rep["weights"]["tuned_all"])
+        finally:
+            db.close()
+    if as_json:
+        from dataclasses import asdict
+
+        rep = {**rep, "rows": [asdict(r) for r in rep["rows"]],
+               "split": {**rep["split"], "rows": [asdict(r) for r in rep["split"]["rows"]]}}
+        _emit_json(rep)
+        return
+    sys.stdout.write(report_markdown(rep))
+    if tune_:
+        print("\nsaved the tuned weights: `lmm recall` now uses them")
 
 
 def run() -> None:

@@ -25,9 +25,9 @@ from .store.db import DB_FILE
 from .store.migrations import MIGRATIONS, schema_version
 from .workspace import Workspace
 
-__all__ = ["init", "ingest", "status", "log", "parse_since"]
+__all__ = ["init", "ingest", "status", "log", "parse_since", "build", "recall", "brief"]
 
-Progress = Callable[[int, int], None]  # (done, total)
+Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
 
 
 def _rebuild(ws: Workspace) -> str | None:
@@ -44,7 +44,7 @@ def _rebuild(ws: Workspace) -> str | None:
 
 
 def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: bool = False,
-         progress: Progress | None = None) -> dict[str, Any]:
+         embed: bool = True, stages: Stages | None = None) -> dict[str, Any]:
     from .capture.ingest import IngestResult, capture_history
 
     moved = _rebuild(ws) if rebuild else None
@@ -53,9 +53,12 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
     try:
         hook_states = hooks_mod.install(ws) if hooks else []
         result = IngestResult(shallow=ws.repo.shallow)
+        built: dict[str, Any] = {}
         if backfill:
             with CaptureLock(ws.dir).acquire_or_raise():
-                result = capture_history(ws, db, capture="backfill", progress=progress)
+                result = capture_history(ws, db, capture="backfill",
+                                         progress=(lambda d, t: stages("capturing history", d, t)) if stages else None)
+                built = build(ws, db, embed=embed, progress=stages)
         head = ws.repo.head()
         out = {
             "repo": str(ws.repo.root),
@@ -65,6 +68,7 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
             "empty": head is None,
             "ingest": result.as_dict(),
             "hooks": [h.as_dict() for h in hook_states],
+            "index": built,
             "episodes": db.execute("SELECT count(*) FROM episodes").fetchone()[0],
         }
     finally:
@@ -73,17 +77,20 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
     return out
 
 
-def ingest(ws: Workspace, *, progress: Progress | None = None) -> dict[str, Any]:
+def ingest(ws: Workspace, *, embed: bool = True, stages: Stages | None = None) -> dict[str, Any]:
     from .capture.ingest import capture_history
 
     db = ws.connect()
     try:
         with CaptureLock(ws.dir).acquire_or_raise():
-            result = capture_history(ws, db, capture="ingest", progress=progress)
+            result = capture_history(ws, db, capture="ingest",
+                                     progress=(lambda d, t: stages("capturing history", d, t)) if stages else None)
+            built = build(ws, db, embed=embed, progress=stages)
     finally:
         db.close()
     drained = drain(ws, wait=5.0)
     out = result.as_dict()
+    out["index"] = built
     out["events"] = drained.events
     out["empty"] = ws.repo.head() is None
     return out
@@ -210,3 +217,67 @@ def store_is_readable(ws: Workspace) -> bool:
         db.close()
 
 
+
+
+def build(ws: Workspace, db: sqlite3.Connection, *, embed: bool = True, progress: Stages | None = None) -> dict[str, Any]:
+    """Refresh the code index, the reference-graph ranks and (unless ``embed`` is off) embeddings."""
+    from .address.build import build_indexes
+    from .capture.ignore import IgnoreRules
+
+    return build_indexes(db, ws.repo.root, ignore=IgnoreRules.load(ws.repo.root), embed=embed,
+                         progress=progress).as_dict()
+
+
+def _encoder_for(db: sqlite3.Connection) -> Any:
+    """The encoder whose vectors this store holds, or None when there are none (dense is skipped)."""
+    from .model.encoder import load_encoder
+
+    encoder = load_encoder()
+    has = db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone()
+    return encoder if has else None
+
+
+def recall(ws: Workspace, query: str, *, budget: int, fast: bool = False, k: int = 10) -> dict[str, Any]:
+    from .address.recall import Recaller
+    from .brief.recall_brief import recall_brief
+
+    query = " ".join(query.split())
+    if not query:
+        raise BadInput("recall needs a query, e.g. lmm recall \"auth module\"")
+    if budget < 50:
+        raise BadInput(f"--budget must be at least 50 tokens, got {budget}")
+    db = ws.connect()
+    try:
+        if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
+            build(ws, db, embed=False)  # first recall on a store indexed before the code index existed
+        encoder = None if fast else _encoder_for(db)
+        rec = Recaller(db, ws.repo.root, encoder=encoder).recall(query, k_files=k)
+        brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget)
+        out = rec.as_dict()
+        out["facts"] = []
+        out["brief"] = brief
+        out["tokens"] = tokens
+        out["dense"] = encoder is not None
+        return out
+    finally:
+        db.close()
+
+
+def brief(ws: Workspace, *, budget: int = 2000, write: Path | None = None) -> dict[str, Any]:
+    from .brief.repo import repo_brief, write_section
+
+    if budget < 100:
+        raise BadInput(f"--budget must be at least 100 tokens, got {budget}")
+    db = ws.connect()
+    try:
+        if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
+            build(ws, db, embed=False)
+        res = repo_brief(db, ws.repo.root, budget=budget)
+    finally:
+        db.close()
+    out: dict[str, Any] = {"brief": res.markdown, "tokens": res.tokens}
+    if write is not None:
+        target = write if write.is_absolute() else Path.cwd() / write
+        out["written"] = str(target)
+        out["changed"] = write_section(target, res.markdown)
+    return out

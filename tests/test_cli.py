@@ -14,8 +14,8 @@ import pytest
 
 from conftest import commit_file, git, lmm, lmm_json, make_repo, store_dir
 
-COMMANDS = [["init"], ["ingest"], ["status"], ["log"], ["remember"], ["hooks", "install"],
-            ["hooks", "uninstall"], ["hooks", "status"]]
+COMMANDS = [["init"], ["ingest"], ["status"], ["log"], ["remember"], ["recall"], ["brief"], ["hooks", "install"],
+            ["hooks", "uninstall"], ["hooks", "status"], ["bench", "localize"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
@@ -151,27 +151,41 @@ def test_status_reports_what_is_remembered(tmp_path: Path) -> None:
     assert "2 commit" in text and "post-commit" in text
 
 
+def _sentinels(where: Path, names: list[str], hit: Path) -> dict[str, str]:
+    where.mkdir()
+    for name in names:
+        (where / f"{name}.py").write_text(f"open({str(hit)!r}, 'a').write({name!r} + '\\n')\n")
+    return {**os.environ, "PYTHONPATH": str(where)}
+
+
 def test_cli_start_and_hook_path_import_nothing_heavy(tmp_path: Path) -> None:
-    """`lmm --help` and the drainer a hook starts must not import torch & co. Sentinel modules that
-    record their import make this hold whether or not the real packages are installed."""
-    sentinels = tmp_path / "sentinels"
-    sentinels.mkdir()
+    """`lmm --help` imports no ML or parsing stack at all; the drainer a hook starts refreshes the
+    code index (tree-sitter) and embeddings (numpy) but never loads torch & co. Sentinel modules
+    that record their import make this hold whether or not the real packages are installed."""
     hit = tmp_path / "imported.txt"
-    heavy = ["torch", "transformers", "peft", "tree_sitter", "sentence_transformers", "numpy", "git"]
-    for name in heavy:
-        (sentinels / f"{name}.py").write_text(f"open({str(hit)!r}, 'a').write({name!r} + '\\n')\n")
-    env = {**os.environ, "PYTHONPATH": str(sentinels)}
+    heavy = ["torch", "transformers", "peft", "sentence_transformers"]
+    env = _sentinels(tmp_path / "all", heavy + ["tree_sitter", "numpy", "git"], hit)
     p = subprocess.run([sys.executable, "-m", "lmm_cli", "--help"], env=env, capture_output=True, text=True)
     assert p.returncode == 0
+    assert not hit.exists(), f"lmm --help imported: {hit.read_text()}"
+
+    env = _sentinels(tmp_path / "ml", heavy, hit)
     repo = make_repo(tmp_path / "r")
     lmm("init", "--repo", str(repo), "--no-hooks")
-    (store_dir(repo) / "queue" / "ev.1.0.q").write_text(
+    store = store_dir(repo)
+    commit_file(repo, "src/new_module.py", "def fresh_function():\n    return 1\n", "Add a fresh module")
+    (store / "queue" / "ev.1.0.q").write_text(
         f"lmm-event-1\npost-commit\n{repo}\n{git(repo, 'rev-parse', 'HEAD').strip()}\nrefs/heads/main\nend\n")
-    p = subprocess.run([sys.executable, "-m", "lmm_cli.capture.drain", str(store_dir(repo))], env=env)
+    p = subprocess.run([sys.executable, "-m", "lmm_cli.capture.drain", str(store)], env=env)
     assert p.returncode == 0
     assert lmm_json("status", "--repo", str(repo))["queue"]["pending"] == 0  # type: ignore[index]  # it did run
-    assert not hit.exists(), f"imported: {hit.read_text()}"
-    # And the probe is real: importing one of them does record it.
+    assert not hit.exists(), f"the drainer imported: {hit.read_text()}"
+    log = (store / "logs" / "drain.log").read_text()
+    assert "index-error" not in log and "crash" not in log, log
+    # …and refreshed the code index and the embeddings without them.
+    db = sqlite3.connect(store / "lmm.db")
+    assert db.execute("SELECT count(*) FROM code_symbols WHERE name = 'fresh_function'").fetchone()[0] == 1
+    # The probe is real: importing one of them does record it.
     subprocess.run([sys.executable, "-c", "import torch"], env=env, check=True)
     assert hit.read_text() == "torch\n"
 

@@ -96,6 +96,17 @@ def _process(ws: Workspace, db: sqlite3.Connection, paths: list[Path], result: D
     result.events += len(events)
 
 
+def _refresh_indexes(ws: Workspace, db: sqlite3.Connection) -> None:
+    """Bring the code index and embeddings up to date after new commits (incremental: only what
+    changed is re-parsed or embedded). A failure here is logged; the capture itself stands."""
+    try:
+        from ..core import build
+
+        build(ws, db, embed=True)
+    except Exception as e:  # noqa: BLE001 - recall rebuilds what is missing; never lose the drain
+        _log(ws, f"index-error {type(e).__name__}: {str(e)[:200]}")
+
+
 def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
     """Capture everything queued. Returns at once (ran=False) if another drainer holds the lock,
     unless ``wait`` seconds are given to wait for it."""
@@ -121,6 +132,8 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
                         if time.monotonic() > deadline:
                             break
                         time.sleep(0.01)
+                if result.events:
+                    _refresh_indexes(ws, db)
             finally:
                 db.close()
             _log(ws, f"end events={result.events} commits={result.commits} bad={result.bad}")

@@ -1,0 +1,451 @@
+"""Recall: rank the files, commits and notes that matter for a task, each with the reasons why.
+
+Channels, each a score per file (query-dependent ones first):
+
+- ``lexical``   BM25 over code chunks (FTS5, code-aware terms): the words of the task in the code.
+- ``history``   BM25 over commits and notes: what changed when similar work was done, mapped
+                through renames to the files that exist now.
+- ``dense``     sentence-embedding similarity of the task to code chunks and commit messages.
+- ``cochange``  files that change together with the best candidates so far.
+- ``structure`` centrality in the reference graph (PageRank over who-uses-whom).
+- ``recency``   the working set: uncommitted changes and the latest commits.
+- ``fixes``     fix and revert density: where things tend to break.
+
+Each channel is normalised to [0, 1] per query and fused by a weighted sum. The weights come from
+the store (``lmm bench localize --tune`` fits them on the repository's own history) and fall back
+to ``DEFAULT_WEIGHTS``. A recall with no lexical, history or close dense evidence is "no memory".
+
+Left out here: the encoder adapter (weights trained on this repository) and consolidated facts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..repo import run_git
+from .terms import query_terms
+
+__all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
+           "load_weights", "save_weights", "fts_query"]
+
+CHANNELS = ("lexical", "history", "dense", "cochange", "structure", "recency", "fixes")
+QUERY_CHANNELS = ("lexical", "history", "dense")
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "lexical": 1.0, "history": 0.9, "dense": 0.7, "cochange": 0.25, "structure": 0.1, "recency": 0.1, "fixes": 0.05,
+}
+DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
+_FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
+_REVERT = re.compile(r"^revert\b", re.I)
+
+
+@dataclass
+class FileHit:
+    path: str
+    score: float
+    why: list[str]
+    symbols: list[dict[str, Any]] = field(default_factory=list)  # {name, kind, line}
+    channels: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CommitHit:
+    sha: str
+    date: str
+    subject: str
+    why: str
+    score: float
+    files: list[str] = field(default_factory=list)
+    body: str = ""
+
+
+@dataclass
+class NoteHit:
+    id: int
+    date: str
+    text: str
+    why: str
+    score: float
+
+
+@dataclass
+class Recall:
+    query: str
+    files: list[FileHit]
+    commits: list[CommitHit]
+    notes: list[NoteHit]
+    relevant: bool
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "files": [{"path": f.path, "score": round(f.score, 4), "why": f.why, "symbols": f.symbols,
+                       "channels": {k: round(v, 4) for k, v in f.channels.items()}} for f in self.files],
+            "commits": [{"sha": c.sha, "date": c.date, "subject": c.subject, "why": c.why,
+                         "score": round(c.score, 4)} for c in self.commits],
+            "notes": [asdict(n) for n in self.notes],
+        }
+
+
+def fts_query(terms: list[str]) -> str:
+    """An FTS5 OR-query of quoted terms (quoting keeps user text from being read as FTS syntax)."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def load_weights(db: sqlite3.Connection) -> dict[str, float]:
+    row = db.execute("SELECT value FROM state WHERE key = 'fusion_weights'").fetchone()
+    weights = dict(DEFAULT_WEIGHTS)
+    if row:
+        try:
+            weights.update({k: float(v) for k, v in json.loads(row[0]).items() if k in CHANNELS})
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return weights
+
+
+def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
+    db.execute(
+        "INSERT INTO state (key, value) VALUES ('fusion_weights', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (json.dumps({k: round(float(weights[k]), 4) for k in CHANNELS}),),
+    )
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(ts))
+
+
+def _normalise(scores: dict[str, float]) -> dict[str, float]:
+    top = max(scores.values(), default=0.0)
+    return {k: v / top for k, v in scores.items()} if top > 0 else {}
+
+
+@dataclass
+class _Evidence:
+    """What each channel saw, kept to explain the ranking."""
+    lexical_terms: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    chunks: dict[str, list[tuple[float, str | None, int, str]]] = field(default_factory=lambda: defaultdict(list))
+    commits_for: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
+    episodes: dict[int, tuple[float, sqlite3.Row]] = field(default_factory=dict)
+    dense_for: dict[str, tuple[float, str | None, int]] = field(default_factory=dict)
+    cochange_with: dict[str, tuple[str, int]] = field(default_factory=dict)
+    dense_best: float = 0.0
+
+
+class Recaller:
+    """Answers recalls over one store. Keep one around to answer many (indexes stay loaded)."""
+
+    def __init__(self, db: sqlite3.Connection, root: Path, *, encoder: Any = None,
+                 weights: dict[str, float] | None = None) -> None:
+        self.db = db
+        self.root = root
+        self.encoder = encoder  # None: no dense channel (the --fast path)
+        self.weights = weights or load_weights(db)
+        self._files: set[str] | None = None
+        self._renames: dict[str, str] | None = None
+        self._dense: Any = None
+        self._dense_refs: list[tuple[str, str | None, int] | int] = []
+        self._priors: dict[str, dict[str, float]] | None = None
+
+    # -- shared lookups ---------------------------------------------------------------------
+    @property
+    def files(self) -> set[str]:
+        if self._files is None:
+            self._files = {r[0] for r in self.db.execute("SELECT path FROM code_files")}
+        return self._files
+
+    def current_path(self, path: str) -> str | None:
+        """The path a file has now, following renames recorded in history; None if it is gone."""
+        if path in self.files:
+            return path
+        if self._renames is None:
+            self._renames = {}
+            for old, new in self.db.execute(
+                "SELECT f.old_path, f.path FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
+                " WHERE f.status = 'R' AND e.valid_to IS NULL ORDER BY e.ts"
+            ):
+                self._renames[old] = new
+        seen = set()
+        while path in self._renames and path not in seen:
+            seen.add(path)
+            path = self._renames[path]
+            if path in self.files:
+                return path
+        return None
+
+    # -- channels ---------------------------------------------------------------------------
+    def _lexical(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+        if not terms:
+            return {}
+        rows = self.db.execute(
+            "SELECT c.path, c.symbol, c.start_line, -bm25(code_fts, 3.0, 4.0, 1.0, 1.0) AS s"
+            " FROM code_fts JOIN code_chunks c ON c.id = code_fts.rowid"
+            " WHERE code_fts MATCH ? ORDER BY bm25(code_fts, 3.0, 4.0, 1.0, 1.0) LIMIT 400",
+            (fts_query(terms),),
+        ).fetchall()
+        per_file: dict[str, list[float]] = defaultdict(list)
+        for path, symbol, line, s in rows:
+            per_file[path].append(s)
+            ev.chunks[path].append((s, symbol, line, "lexical"))
+        out = {}
+        for path, ss in per_file.items():
+            ss.sort(reverse=True)
+            out[path] = ss[0] + 0.3 * sum(ss[1:4])
+        return out
+
+    def _history(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+        if not terms:
+            return {}
+        rows = self.db.execute(
+            "SELECT e.id, e.kind, e.source, e.title, e.body, e.ts, -bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) AS s"
+            " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
+            " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN ('commit', 'note')"
+            " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT 200",
+            (fts_query(terms),),
+        ).fetchall()
+        if not rows:
+            return {}
+        for r in rows:
+            ev.episodes[r["id"]] = (r["s"], r)
+        ids = [r["id"] for r in rows]
+        files: dict[int, list[str]] = defaultdict(list)
+        q = ",".join("?" * len(ids))
+        for eid, path in self.db.execute(f"SELECT episode_id, path FROM episode_files WHERE episode_id IN ({q})", ids):
+            files[eid].append(path)
+        out: dict[str, float] = defaultdict(float)
+        for r in rows:
+            paths = files.get(r["id"], [])
+            if not paths:
+                continue
+            share = r["s"] / math.sqrt(len(paths))
+            for p in paths:
+                cur = self.current_path(p)
+                if cur is None:
+                    continue
+                out[cur] += share
+                ev.commits_for[cur].append((r["s"], r["id"]))
+        return dict(out)
+
+    def _load_dense(self) -> None:
+        from .dense import DenseIndex
+
+        chunks = self.db.execute("SELECT path, symbol, start_line, hash FROM code_chunks").fetchall()
+        eps = self.db.execute(
+            "SELECT id, title, body FROM episodes WHERE kind IN ('commit', 'note') AND valid_to IS NULL"
+        ).fetchall()
+        from .dense import text_hash
+
+        hashes = [c["hash"] for c in chunks] + [text_hash(episode_text(e["title"], e["body"])) for e in eps]
+        self._dense_refs = [(c["path"], c["symbol"], c["start_line"]) for c in chunks] + [e["id"] for e in eps]
+        self._dense = DenseIndex.load(self.db, self.encoder.id, hashes)
+
+    def _dense_channel(self, query: str, ev: _Evidence) -> dict[str, float]:
+        if self.encoder is None:
+            return {}
+        if self._dense is None:
+            self._load_dense()
+        qvec = self.encoder.encode([query])[0]
+        out: dict[str, float] = {}
+        for pos, cos in self._dense.search(qvec, 300):
+            ref = self._dense_refs[pos]
+            ev.dense_best = max(ev.dense_best, cos)
+            if isinstance(ref, int):  # a commit or note: its files inherit part of the similarity
+                if ref not in ev.episodes:
+                    row = self.db.execute(
+                        "SELECT id, kind, source, title, body, ts FROM episodes WHERE id = ?", (ref,)).fetchone()
+                    ev.episodes[ref] = (0.0, row)
+                for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (ref,)):
+                    cur = self.current_path(p)
+                    if cur is not None:
+                        out[cur] = max(out.get(cur, 0.0), 0.8 * cos)
+                continue
+            path, symbol, line = ref
+            if cos > out.get(path, 0.0):
+                out[path] = cos
+                ev.dense_for[path] = (cos, symbol, line)
+        # Similarities crowd near the top; what separates files is the distance above the crowd.
+        floor = min(out.values(), default=0.0)
+        return {p: max(0.0, s - floor) for p, s in out.items()}
+
+    def _cochange(self, seeds: list[str], ev: _Evidence) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for seed in seeds:
+            rows = self.db.execute(
+                "SELECT f2.path, count(*) FROM episode_files f1"
+                " JOIN episodes e ON e.id = f1.episode_id AND e.kind = 'commit' AND e.valid_to IS NULL"
+                " JOIN episode_files f2 ON f2.episode_id = f1.episode_id AND f2.path != f1.path"
+                " WHERE f1.path = ? AND e.id IN (SELECT episode_id FROM episode_files WHERE path = ?"
+                "   ORDER BY episode_id DESC LIMIT 200)"
+                " GROUP BY f2.path ORDER BY count(*) DESC LIMIT 20",
+                (seed, seed),
+            ).fetchall()
+            for path, n in rows:
+                cur = self.current_path(path)
+                if cur is None or cur in seeds:
+                    continue
+                if n >= 2:
+                    out[cur] += n
+                    if n > ev.cochange_with.get(cur, ("", 0))[1]:
+                        ev.cochange_with[cur] = (seed, n)
+        return dict(out)
+
+    def priors(self) -> dict[str, dict[str, float]]:
+        """Query-independent channels, computed once per Recaller."""
+        if self._priors is not None:
+            return self._priors
+        structure = {p: r for p, r in self.db.execute("SELECT path, rank FROM code_rank")}
+        recency: dict[str, float] = defaultdict(float)
+        latest = self.db.execute(
+            "SELECT id FROM episodes WHERE kind = 'commit' AND valid_to IS NULL ORDER BY ts DESC LIMIT 30").fetchall()
+        for i, (eid,) in enumerate(latest):
+            for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (eid,)):
+                cur = self.current_path(p)
+                if cur:
+                    recency[cur] += 1.0 / (1 + i)
+        try:
+            dirty = run_git(self.root, "status", "--porcelain", "-z", "--untracked-files=no", check=False)
+            for item in dirty.decode("utf-8", "backslashreplace").split("\0"):
+                if len(item) > 3 and item[3:] in self.files:
+                    recency[item[3:]] += 3.0
+        except Exception:  # a recall never fails for want of git status
+            pass
+        fixes: dict[str, float] = {}
+        for path, n in self.db.execute(
+            "SELECT f.path, count(*) FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
+            " WHERE e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7 GROUP BY f.path"
+        ):
+            cur = self.current_path(path)
+            if cur:
+                fixes[cur] = fixes.get(cur, 0) + n
+        self._priors = {"structure": _normalise(structure), "recency": _normalise(dict(recency)),
+                        "fixes": _normalise(fixes)}
+        return self._priors
+
+    def channel_scores(self, query: str) -> tuple[dict[str, dict[str, float]], _Evidence]:
+        """Every channel's normalised scores for ``query`` (what fusion and tuning work on)."""
+        terms = query_terms(query)
+        ev = _Evidence()
+        ch: dict[str, dict[str, float]] = {
+            "lexical": _normalise(self._lexical(terms, ev)),
+            "history": _normalise(self._history(terms, ev)),
+            "dense": _normalise(self._dense_channel(query, ev)),
+        }
+        prelim: Counter[str] = Counter()
+        for c in QUERY_CHANNELS:
+            for p, s in ch[c].items():
+                prelim[p] += self.weights[c] * s
+        seeds = [p for p, _ in prelim.most_common(5)]
+        ch["cochange"] = _normalise(self._cochange(seeds, ev))
+        ch.update(self.priors())
+        return ch, ev
+
+    @staticmethod
+    def fuse(ch: dict[str, dict[str, float]], weights: dict[str, float]) -> list[tuple[str, float]]:
+        """Weighted sum over channels; priors only re-rank files some query channel found."""
+        found: set[str] = set()
+        for c in ("lexical", "history", "dense", "cochange"):
+            found.update(ch.get(c, {}))
+        total: dict[str, float] = {}
+        for p in found:
+            total[p] = sum(weights.get(c, 0.0) * ch.get(c, {}).get(p, 0.0) for c in CHANNELS)
+        return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def rank_files(self, query: str, k: int = 10) -> list[str]:
+        ch, _ = self.channel_scores(query)
+        return [p for p, _ in self.fuse(ch, self.weights)[:k] if p in self.files]
+
+    # -- the full answer --------------------------------------------------------------------
+    def recall(self, query: str, *, k_files: int = 10, k_commits: int = 8) -> Recall:
+        t0 = time.perf_counter()
+        ch, ev = self.channel_scores(query)
+        ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files][:k_files]
+        relevant = bool(ch["lexical"] or ch["history"] or ev.dense_best >= DENSE_RELEVANT)
+        if not relevant:
+            return Recall(query, [], [], [], False, time.perf_counter() - t0)
+        files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
+        commits, notes = self._episodes(ev, [f.path for f in files], k_commits)
+        return Recall(query, files, commits, notes, True, time.perf_counter() - t0)
+
+    def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
+        contrib = {c: self.weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}
+        why: list[str] = []
+        for c, v in sorted(contrib.items(), key=lambda kv: -kv[1]):
+            if v <= 0 or len(why) >= 3:
+                continue
+            why.append(self._explain(c, path, ev))
+        symbols: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for _, symbol, line, _src in sorted(ev.chunks.get(path, []), key=lambda t: -t[0]):
+            if symbol and symbol not in seen:
+                seen.add(symbol)
+                symbols.append({"name": symbol, "line": line})
+        if path in ev.dense_for and ev.dense_for[path][1] and ev.dense_for[path][1] not in seen:
+            _, sym, line = ev.dense_for[path]
+            symbols.append({"name": sym, "line": line})
+        if not symbols:
+            symbols = [{"name": n, "line": ln} for n, ln in self.db.execute(
+                "SELECT name, start_line FROM code_symbols WHERE path = ? AND parent IS NULL ORDER BY start_line LIMIT 3",
+                (path,))]
+        return FileHit(path=path, score=score, why=[w for w in why if w], symbols=symbols[:5],
+                       channels={c: v for c, v in contrib.items() if v > 0})
+
+    def _explain(self, channel: str, path: str, ev: _Evidence) -> str:
+        if channel == "lexical":
+            best = max(ev.chunks.get(path, [(0, None, 0, "")]), key=lambda t: t[0])
+            return f"the task's words appear in its code{f' ({best[1]})' if best[1] else ''}"
+        if channel == "history":
+            hits = sorted(ev.commits_for.get(path, []), reverse=True)
+            if hits:
+                row = ev.episodes[hits[0][1]][1]
+                n = len(hits)
+                what = f"“{row['title'][:60]}”" + (f" ({row['source'][:7]})" if row["kind"] == "commit" else " (a note)")
+                return f"changed by {n} matching commit{'s' if n != 1 else ''}, e.g. {what}"
+            return "changed by matching commits"
+        if channel == "dense":
+            d = ev.dense_for.get(path)
+            return f"similar in meaning{f' ({d[1]})' if d and d[1] else ''}"
+        if channel == "cochange":
+            seed, n = ev.cochange_with.get(path, ("", 0))
+            return f"changes together with {seed} ({n} commits)" if seed else "changes together with the top files"
+        if channel == "structure":
+            return "central: many files use it"
+        if channel == "recency":
+            return "in the working set (recently or currently changed)"
+        if channel == "fixes":
+            return "often fixed"
+        return channel
+
+    def _episodes(self, ev: _Evidence, top_files: list[str], k: int) -> tuple[list[CommitHit], list[NoteHit]]:
+        scored = sorted(ev.episodes.values(), key=lambda t: -t[0])
+        commits: list[CommitHit] = []
+        notes: list[NoteHit] = []
+        top_set = set(top_files)
+        for s, row in scored:
+            if row is None:
+                continue
+            paths = [p for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
+            near = [p for p in paths if self.current_path(p) in top_set]
+            if row["kind"] == "note":
+                if len(notes) < 5:
+                    notes.append(NoteHit(row["id"], _day(row["ts"]), (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip(),
+                                         "matches the task" if s > 0 else "similar in meaning", s))
+                continue
+            if len(commits) >= k:
+                continue
+            why = "matches the task" if s > 0 else "similar in meaning"
+            if near:
+                why += f"; touched {near[0]}"
+            commits.append(CommitHit(row["source"], _day(row["ts"]), row["title"], why, s, paths[:10], row["body"]))
+        return commits, notes
+
+
+def episode_text(title: str, body: str) -> str:
+    """What is embedded for a commit or note: its message, the first lines of the body."""
+    return (title + "\n" + "\n".join(body.splitlines()[:6])).strip()[:1000]
