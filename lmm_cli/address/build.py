@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BuildResult", "build_indexes", "compute_rank", "embedding_items"]
+__all__ = ["BuildResult", "build_indexes", "compute_rank", "embedding_items", "rebuild_file_fts"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -68,6 +68,24 @@ def compute_rank(db: sqlite3.Connection, iterations: int = 30, damping: float = 
     return n
 
 
+def rebuild_file_fts(db: sqlite3.Connection) -> int:
+    """Refill file_fts (path + defined names per file) from code_files and code_symbols. Whole,
+    not incremental: a thousand files take milliseconds, and 'delete-all' needs no old values."""
+    from .terms import code_terms
+
+    names: dict[str, list[str]] = defaultdict(list)
+    for path, name in db.execute("SELECT path, name FROM code_symbols ORDER BY path, start_line"):
+        names[path].append(name)
+    rows = []
+    for rowid, path in db.execute("SELECT rowid, path FROM code_files"):
+        spaced = path.replace("/", " ").replace(".", " ").replace("_", " ").replace("-", " ")
+        n = " ".join(dict.fromkeys(names.get(path, [])))
+        rows.append((rowid, spaced, n, code_terms(path + " " + n)))
+    db.execute("INSERT INTO file_fts (file_fts) VALUES ('delete-all')")
+    db.executemany("INSERT INTO file_fts (rowid, path, names, terms) VALUES (?, ?, ?, ?)", rows)
+    return len(rows)
+
+
 def embedding_items(db: sqlite3.Connection) -> list[tuple[str, str]]:
     """(hash, text) of everything the dense channel searches: code chunks, commits and notes."""
     from .dense import text_hash
@@ -92,6 +110,8 @@ def build_indexes(db: sqlite3.Connection, root: Path, *, ignore: Any = None, enc
     db.execute("BEGIN IMMEDIATE")
     try:
         compute_rank(db)
+        if stats.parsed or stats.removed or db.execute("SELECT 1 FROM file_fts LIMIT 1").fetchone() is None:
+            rebuild_file_fts(db)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -3,6 +3,7 @@
 Channels, each a score per file (query-dependent ones first):
 
 - ``lexical``   BM25 over code chunks (FTS5, code-aware terms): the words of the task in the code.
+- ``names``     BM25 over each file's path and the names it defines: which file *is* the thing.
 - ``history``   BM25 over commits and notes: what changed when similar work was done, mapped
                 through renames to the files that exist now.
 - ``dense``     sentence-embedding similarity of the task to code chunks and commit messages.
@@ -36,10 +37,11 @@ from .terms import query_terms
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
            "load_weights", "save_weights", "fts_query"]
 
-CHANNELS = ("lexical", "history", "dense", "cochange", "structure", "recency", "fixes")
-QUERY_CHANNELS = ("lexical", "history", "dense")
+CHANNELS = ("lexical", "names", "history", "dense", "cochange", "structure", "recency", "fixes")
+QUERY_CHANNELS = ("lexical", "names", "history", "dense")
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "lexical": 1.0, "history": 0.9, "dense": 0.7, "cochange": 0.25, "structure": 0.1, "recency": 0.1, "fixes": 0.05,
+    "lexical": 1.0, "names": 1.0, "history": 0.5, "dense": 0.7, "cochange": 0.1, "structure": 0.25, "recency": 0.1,
+    "fixes": 0.05,
 }
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
@@ -200,6 +202,17 @@ class Recaller:
             out[path] = ss[0] + 0.3 * sum(ss[1:4])
         return out
 
+    def _names(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+        if not terms:
+            return {}
+        rows = self.db.execute(
+            "SELECT f.path, -bm25(file_fts, 2.0, 3.0, 1.5) AS s FROM file_fts"
+            " JOIN code_files f ON f.rowid = file_fts.rowid"
+            " WHERE file_fts MATCH ? ORDER BY bm25(file_fts, 2.0, 3.0, 1.5) LIMIT 200",
+            (fts_query(terms),),
+        ).fetchall()
+        return {path: s for path, s in rows}
+
     def _history(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
@@ -334,6 +347,7 @@ class Recaller:
         ev = _Evidence()
         ch: dict[str, dict[str, float]] = {
             "lexical": _normalise(self._lexical(terms, ev)),
+            "names": _normalise(self._names(terms, ev)),
             "history": _normalise(self._history(terms, ev)),
             "dense": _normalise(self._dense_channel(query, ev)),
         }
@@ -350,7 +364,7 @@ class Recaller:
     def fuse(ch: dict[str, dict[str, float]], weights: dict[str, float]) -> list[tuple[str, float]]:
         """Weighted sum over channels; priors only re-rank files some query channel found."""
         found: set[str] = set()
-        for c in ("lexical", "history", "dense", "cochange"):
+        for c in ("lexical", "names", "history", "dense", "cochange"):
             found.update(ch.get(c, {}))
         total: dict[str, float] = {}
         for p in found:
@@ -366,7 +380,7 @@ class Recaller:
         t0 = time.perf_counter()
         ch, ev = self.channel_scores(query)
         ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files][:k_files]
-        relevant = bool(ch["lexical"] or ch["history"] or ev.dense_best >= DENSE_RELEVANT)
+        relevant = bool(ch["lexical"] or ch["names"] or ch["history"] or ev.dense_best >= DENSE_RELEVANT)
         if not relevant:
             return Recall(query, [], [], [], False, time.perf_counter() - t0)
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
@@ -400,6 +414,8 @@ class Recaller:
         if channel == "lexical":
             best = max(ev.chunks.get(path, [(0, None, 0, "")]), key=lambda t: t[0])
             return f"the task's words appear in its code{f' ({best[1]})' if best[1] else ''}"
+        if channel == "names":
+            return "its path or the names it defines match the task"
         if channel == "history":
             hits = sorted(ev.commits_for.get(path, []), reverse=True)
             if hits:

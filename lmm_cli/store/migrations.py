@@ -227,3 +227,14 @@ def m002_code_index_and_vectors(db: sqlite3.Connection) -> None:
             vec   BLOB NOT NULL,             -- float16, L2-normalised
             PRIMARY KEY (model, hash)
         )""")
+
+
+@migration
+def m003_file_names_index(db: sqlite3.Connection) -> None:
+    """A lexical index with one entry per file: its path and the names it defines (rowid =
+    code_files.rowid). Asking which file *defines* what the task names is a different question
+    from which chunk mentions it, and often the better one."""
+    db.execute("""
+        CREATE VIRTUAL TABLE file_fts USING fts5(
+            path, names, terms, content='', tokenize='porter unicode61 remove_diacritics 2'
+        )""")

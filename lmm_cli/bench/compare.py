@@ -1,0 +1,107 @@
+"""`lmm bench localize`: lmm against the baselines on the repository's own held-out history.
+
+One snapshot at the cut serves every system. Besides the table over all held-out commits, the
+fusion weights are fitted on the early half and scored on the late half, next to the default
+weights and the baselines on that same late half: the check that tuning generalises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller
+from .system import LmmSystem, tune
+
+__all__ = ["localize", "report_markdown", "BASELINES"]
+
+BASELINES = ("bm25", "history", "dense", "repomap")
+
+
+def _baselines(names: Sequence[str]) -> list[Any]:
+    from . import baselines as B
+
+    make = {"bm25": B.BM25Contents, "history": B.BM25PathHistory, "dense": B.DenseChunks, "repomap": B.RepoMap}
+    return [make[n]() for n in names]
+
+
+def _fused(system: LmmSystem, weights: dict[str, float]) -> Callable[[str], list[str]]:
+    def rank(text: str) -> list[str]:
+        assert system.recaller is not None
+        return [p for p, _ in Recaller.fuse(system.channels(text), weights) if p in system.recaller.files][:100]
+    return rank
+
+
+def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, embed: bool = True,
+             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from .localize import evaluate, snapshot, tune_split
+
+    say = say or (lambda _m: None)
+    with snapshot(Path(repo), holdout) as snap:
+        queries = snap.held.queries
+        say(f"cut {snap.cut[:12]}: {len(snap.files)} files, {len(snap.history)} commits before it, "
+            f"{len(queries)} queries")
+        lmm = LmmSystem(embed=embed)
+        systems: list[Any] = [lmm, *_baselines(baselines)]
+        rows = []
+        try:
+            for s in systems:
+                t0 = time.perf_counter()
+                s.build(snap.root, list(snap.files), list(snap.history))
+                build_s = time.perf_counter() - t0
+                say(f"{s.name}: built in {build_s:.1f}s")
+                rows.append(evaluate(s.name, lambda t, s=s: s.rank(t, 100), queries, 10, 100, build_s))
+            early, late = tune_split(queries)
+            tuned_early, _ = tune(lmm, early)
+            split_rows = [
+                evaluate("lmm, default weights", _fused(lmm, DEFAULT_WEIGHTS), late),
+                evaluate("lmm, tuned on the early half", _fused(lmm, tuned_early), late),
+            ] + [evaluate(s.name, lambda t, s=s: s.rank(t, 100), late) for s in systems[1:]]
+            tuned_all, _ = tune(lmm, queries)
+        finally:
+            lmm.close()
+    return {
+        "repo": str(repo), "cut": snap.cut, "holdout": holdout, "queries": len(queries),
+        "files": len(snap.files), "history": len(snap.history),
+        "dropped": len(snap.held.dropped_no_gold) + len(snap.held.dropped_empty),
+        "rows": rows, "split": {"early": len(early), "late": len(late), "rows": split_rows},
+        "weights": {"default": DEFAULT_WEIGHTS, "tuned_early": tuned_early, "tuned_all": tuned_all},
+    }
+
+
+def _table(rows: Sequence[Any], latency: bool = True) -> list[str]:
+    head = "| system | Hit@1 | Hit@5 | Hit@10 | Recall@10 | MRR |" + (" build s | p50 ms | p95 ms |" if latency else "")
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = [r.name, f"{r.hit1:.3f}", f"{r.hit5:.3f}", f"{r.hit10:.3f}", f"{r.recall:.3f}", f"{r.mrr:.3f}"]
+        if latency:
+            cells += [f"{r.build_s:.1f}", f"{r.p50_ms:.1f}", f"{r.p95_ms:.1f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def report_markdown(rep: dict[str, Any]) -> str:
+    rows = rep["rows"]
+    lmm = next(r for r in rows if r.name == "lmm")
+    base = [r for r in rows if r.name != "lmm"]
+    lines = [f"## lmm bench localize: {rep['repo']}", "",
+             f"cut {rep['cut'][:12]} · {rep['files']} files · {rep['history']} commits before the cut · "
+             f"{rep['queries']} held-out commits as queries ({rep['dropped']} dropped: no gold file at the cut "
+             "or an empty message)", ""]
+    lines += _table(rows)
+    if base:
+        best5 = max(base, key=lambda r: r.hit5)
+        bestm = max(base, key=lambda r: r.mrr)
+        lines += ["", f"lmm vs the best baseline: Hit@5 {lmm.hit5:.3f} vs {best5.hit5:.3f} ({best5.name}), "
+                      f"{100 * (lmm.hit5 - best5.hit5):+.1f} points (target +10); MRR {lmm.mrr:.3f} vs "
+                      f"{bestm.mrr:.3f} ({bestm.name}) (target: not below)"]
+    sp = rep["split"]
+    lines += ["", f"### Does tuning generalise? Tuned on the early {sp['early']} queries, scored on the later {sp['late']}", ""]
+    lines += _table(sp["rows"], latency=False)
+    w = rep["weights"]
+    lines += ["", "| weights | " + " | ".join(CHANNELS) + " |", "|---|" + "---|" * len(CHANNELS)]
+    for name in ("default", "tuned_early", "tuned_all"):
+        lines.append(f"| {name} | " + " | ".join(f"{w[name][c]:g}" for c in CHANNELS) + " |")
+    return "\n".join(lines) + "\n"
