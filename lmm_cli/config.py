@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["CaptureConfig", "Config", "load_config", "CONFIG_FILE"]
+__all__ = ["CaptureConfig", "ModelsConfig", "Config", "load_config", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.toml"
 
@@ -36,8 +36,20 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    # The sentence encoder behind the dense channel: "packaged:all-MiniLM-L6-v2" (ships with lmm,
+    # works offline), a local folder, or any sentence-transformers model id from the Hugging Face hub.
+    encoder: str = "packaged:all-MiniLM-L6-v2"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder, str) or not self.encoder.strip():
+            raise ConfigError(f"config: models.encoder must be a model id or path, got {self.encoder!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:
@@ -62,8 +74,8 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
-    sections = {"capture": CaptureConfig}
+    sections = {"capture": CaptureConfig, "models": ModelsConfig}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"config: unknown section [{key}] in {path}")
-    return Config(capture=_section(CaptureConfig, "capture", raw.get("capture", {})))
+    return Config(**{name: _section(cls, name, raw.get(name, {})) for name, cls in sections.items()})

@@ -224,15 +224,25 @@ def build(ws: Workspace, db: sqlite3.Connection, *, embed: bool = True, progress
     from .address.build import build_indexes
     from .capture.ignore import IgnoreRules
 
-    return build_indexes(db, ws.repo.root, ignore=IgnoreRules.load(ws.repo.root), embed=embed,
+    encoder = None
+    if embed:
+        from .model.encoder import load_encoder
+
+        name = ws.config().models.encoder
+        encoder = load_encoder(name)
+        # A first build embeds thousands of texts: torch (sentence-transformers) does that about
+        # twice as fast as the numpy path, which is worth its seconds of import only then.
+        if db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone() is None:
+            encoder = load_encoder(name, fast=False)
+    return build_indexes(db, ws.repo.root, ignore=IgnoreRules.load(ws.repo.root), encoder=encoder, embed=embed,
                          progress=progress).as_dict()
 
 
-def _encoder_for(db: sqlite3.Connection) -> Any:
+def _encoder_for(db: sqlite3.Connection, name: str | None = None) -> Any:
     """The encoder whose vectors this store holds, or None when there are none (dense is skipped)."""
-    from .model.encoder import load_encoder
+    from .model.encoder import PACKAGED, load_encoder
 
-    encoder = load_encoder()
+    encoder = load_encoder(name or PACKAGED)
     has = db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone()
     return encoder if has else None
 
@@ -250,7 +260,7 @@ def recall(ws: Workspace, query: str, *, budget: int, fast: bool = False, k: int
     try:
         if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
             build(ws, db, embed=False)  # first recall on a store indexed before the code index existed
-        encoder = None if fast else _encoder_for(db)
+        encoder = None if fast else _encoder_for(db, ws.config().models.encoder)
         rec = Recaller(db, ws.repo.root, encoder=encoder).recall(query, k_files=k)
         brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget)
         out = rec.as_dict()

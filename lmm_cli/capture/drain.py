@@ -102,7 +102,8 @@ def _refresh_indexes(ws: Workspace, db: sqlite3.Connection) -> None:
     try:
         from ..core import build
 
-        build(ws, db, embed=True)
+        # Embeddings only where the store already has them: `init --no-embed` stays that way.
+        build(ws, db, embed=db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is not None)
     except Exception as e:  # noqa: BLE001 - recall rebuilds what is missing; never lose the drain
         _log(ws, f"index-error {type(e).__name__}: {str(e)[:200]}")
 

@@ -415,6 +415,8 @@ class NumpyBertEncoder:
         hd = self.hidden // self.heads
 
         tok = Tokenizer.from_file(str(spec.tf_dir / "tokenizer.json"))
+        if tok.post_processor is None:  # no [CLS] … [SEP] template: transformers would add its own
+            raise _Unsupported("tokenizer.json has no post-processor")
         tok.no_padding()
         tok.enable_truncation(max_length=spec.max_len)
         if spec.lower:
@@ -587,7 +589,7 @@ class NumpyBertEncoder:
 
     def encode(self, texts: list[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
         np = self._np
-        texts = list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
         n = len(texts)
         out = np.empty((n, self.dim), np.float32)
         if n == 0:
@@ -653,7 +655,7 @@ class SentenceTransformerEncoder:
     def encode(self, texts: list[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
         import numpy as np
 
-        texts = list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
         n = len(texts)
         out = np.empty((n, self.dim), np.float32)
         if n == 0:
