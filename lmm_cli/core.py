@@ -204,21 +204,6 @@ def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since
         db.close()
 
 
-def store_is_readable(ws: Workspace) -> bool:
-    try:
-        db = ws.connect()
-    except Exception:
-        return False
-    try:
-        return db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-    except sqlite3.Error:
-        return False
-    finally:
-        db.close()
-
-
-
-
 def build(ws: Workspace, db: sqlite3.Connection, *, embed: bool = True, progress: Stages | None = None) -> dict[str, Any]:
     """Refresh the code index, the reference-graph ranks and (unless ``embed`` is off) embeddings."""
     from .address.build import build_indexes

@@ -606,12 +606,7 @@ class _Chunker:
     def emit(self, start: int, end: int, symbol: str | None) -> None:
         """Lines start..end (1-based) as one chunk, or several when over the character cap."""
         lines = self.lines
-        start = max(1, start)
-        end = min(end, len(lines))
-        while start <= end and not lines[start - 1].strip():
-            start += 1
-        while end >= start and not lines[end - 1].strip():
-            end -= 1
+        start, end = self._trim(max(1, start), end)
         if end < start:
             return
         text = "\n".join(lines[start - 1 : end])
@@ -632,6 +627,16 @@ class _Chunker:
         if buf:
             self._add_if(piece_start, end, symbol, "\n".join(buf))
 
+    def _trim(self, start: int, end: int) -> tuple[int, int]:
+        """start..end without blank lines at either edge (end < start when nothing is left)."""
+        lines = self.lines
+        end = min(end, len(lines))
+        while start <= end and not lines[start - 1].strip():
+            start += 1
+        while end >= start and not lines[end - 1].strip():
+            end -= 1
+        return start, end
+
     def _add_if(self, start: int, end: int, symbol: str | None, text: str) -> None:
         if text.strip():
             self._add(start, end, symbol, text)
@@ -643,11 +648,7 @@ class _Chunker:
     def gap(self, start: int, end: int, symbol: str | None) -> None:
         """Code between definitions: blank edges trimmed, nothing if it has no word in it."""
         lines = self.lines
-        end = min(end, len(lines))
-        while start <= end and not lines[start - 1].strip():
-            start += 1
-        while end >= start and not lines[end - 1].strip():
-            end -= 1
+        start, end = self._trim(start, end)
         if end < start:
             return
         if not any(_ALNUM.search(lines[i]) for i in range(start - 1, end)):

@@ -446,19 +446,19 @@ class Recaller:
         for s, row in scored:
             if row is None:
                 continue
-            paths = [p for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
-            near = [p for p in paths if self.current_path(p) in top_set]
+            how = "matches the task" if s > 0 else "similar in meaning"
             if row["kind"] == "note":
                 if len(notes) < 5:
-                    notes.append(NoteHit(row["id"], _day(row["ts"]), (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip(),
-                                         "matches the task" if s > 0 else "similar in meaning", s))
-                continue
-            if len(commits) >= k:
-                continue
-            why = "matches the task" if s > 0 else "similar in meaning"
-            if near:
-                why += f"; touched {near[0]}"
-            commits.append(CommitHit(row["source"], _day(row["ts"]), row["title"], why, s, paths[:10], row["body"]))
+                    text = (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip()
+                    notes.append(NoteHit(row["id"], _day(row["ts"]), text, how, s))
+            elif len(commits) < k:
+                paths = [p for (p,) in self.db.execute(
+                    "SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
+                near = next((p for p in paths if self.current_path(p) in top_set), None)
+                commits.append(CommitHit(row["source"], _day(row["ts"]), row["title"],
+                                         how + (f"; touched {near}" if near else ""), s, paths[:10], row["body"]))
+            if len(commits) >= k and len(notes) >= 5:
+                break  # enough: the rest would only cost queries
         return commits, notes
 
 

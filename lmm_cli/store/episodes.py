@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FileChange", "Episode", "EpisodeWriter", "insert_episode", "fts_doc", "supersede", "episode_exists"]
+__all__ = ["FileChange", "Episode", "EpisodeWriter", "insert_episode", "fts_doc", "supersede"]
 
 # Initial memory metadata by tier: sensory fades in days, episodic in months.
 DECAY = {"sensory": 0.5, "episodic": 0.01, "semantic": 0.002, "archival": 0.0}
@@ -46,10 +46,6 @@ class Episode:
     tier: str = "episodic"
     salience: float = 0.5
     provenance: dict[str, Any] = field(default_factory=dict)
-
-
-def episode_exists(db: sqlite3.Connection, kind: str, source: str) -> bool:
-    return db.execute("SELECT 1 FROM episodes WHERE kind = ? AND source = ?", (kind, source)).fetchone() is not None
 
 
 class EpisodeWriter:
