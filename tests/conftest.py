@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,26 +21,50 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Redirect all state into tmp_path: lmm's store, git's global config, HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
+def isolated_env(base: Path) -> dict[str, str]:
+    """The environment that redirects all state under ``base``: lmm's store, git's global config,
+    HOME (the home folder and its .gitconfig are made here)."""
+    home = base / "home"
+    home.mkdir(parents=True, exist_ok=True)
     gitconfig = home / ".gitconfig"
     gitconfig.write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
         "[maintenance]\n\tauto = false\n[gc]\n\tauto = 0\n"
     )
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("LMM_HOME", str(tmp_path / "lmm-home"))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "EDITOR", "VISUAL", "GIT_EDITOR"):
+    return {"HOME": str(home), "LMM_HOME": str(base / "lmm-home"), "GIT_CONFIG_GLOBAL": str(gitconfig),
+            "GIT_CONFIG_NOSYSTEM": "1", "XDG_CONFIG_HOME": str(home / ".config"), "GIT_EDITOR": "true"}
+
+
+_GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "EDITOR", "VISUAL")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Redirect all state into tmp_path: lmm's store, git's global config, HOME."""
+    for var in _GIT_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("GIT_EDITOR", "true")
+    for k, v in isolated_env(tmp_path).items():
+        monkeypatch.setenv(k, v)
     return tmp_path
+
+
+@contextmanager
+def module_environment(base: Path) -> Iterator[None]:
+    """``isolated`` for a module-scoped fixture (monkeypatch is function-scoped): set, then restore."""
+    env = isolated_env(base)
+    old = {k: os.environ.get(k) for k in (*env, *_GIT_VARS)}
+    for var in _GIT_VARS:
+        os.environ.pop(var, None)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def git(repo: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import commit_file, git, lmm, lmm_json
+from conftest import commit_file, git, lmm, lmm_json, module_environment
 
 FILES = {
     "src/auth/login.py": "def login(user, password):\n    return check_password(user, password)\n\n"
@@ -23,18 +24,13 @@ FILES = {
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
+def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("story")
-    home = base / "home"
-    home.mkdir()
-    (home / ".gitconfig").write_text("[user]\n\tname = Story Teller\n\temail = s@example.com\n[init]\n\tdefaultBranch = main\n")
-    env = {"GIT_CONFIG_GLOBAL": str(home / ".gitconfig"), "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(home),
-           "LMM_HOME": str(base / "lmm-home")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    repo = base / "repo"
+    with module_environment(base):
+        yield _tell_story(base / "repo")
+
+
+def _tell_story(repo: Path) -> Path:
     repo.mkdir()
     git(repo, "init", "-q")
     for path, text in FILES.items():
@@ -56,12 +52,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Path:
     commit_file(repo, "src/billing/invoice.py", FILES["src/billing/invoice.py"].replace("round(total, 2)", "round(total, 2) or 0"),
                 "Fix invoice total rounding for refunds")
     lmm("init", "--repo", str(repo), "--no-hooks")
-    yield repo
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return repo
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,10 @@ Channels, each a score per file (query-dependent ones first):
 - ``history``   BM25 over commits and notes: what changed when similar work was done, mapped
                 through renames to the files that exist now.
 - ``dense``     sentence-embedding similarity of the task to code chunks and commit messages.
+- ``mentions``  files the task names outright: a file name or path (``plan.py``), a commit id or a
+                quoted commit subject (``Revert "…"``) and the files that commit touched.
+- ``intent``    a task about tests lifts the test files of the best candidates so far; a task about
+                documentation lifts the documentation among them.
 - ``cochange``  files that change together with the best candidates so far.
 - ``structure`` centrality in the reference graph (PageRank over who-uses-whom).
 - ``recency``   the working set: uncommitted changes and the latest commits.
@@ -32,17 +36,22 @@ from pathlib import Path
 from typing import Any
 
 from ..repo import run_git
+from .intent import (identifier_mentions, is_doc, is_test, path_mentions, quoted_subjects, sha_mentions, subject_key, wants_docs,
+                     wants_tests)
 from .terms import query_terms
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
            "load_weights", "save_weights", "fts_query"]
 
-CHANNELS = ("lexical", "names", "history", "dense", "cochange", "structure", "recency", "fixes")
-QUERY_CHANNELS = ("lexical", "names", "history", "dense")
+CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
+            "fixes")
+QUERY_CHANNELS = ("lexical", "names", "history", "dense", "mentions")
+FOUND_BY = (*QUERY_CHANNELS, "intent", "cochange")  # channels that can bring a file into the answer
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "lexical": 1.0, "names": 1.0, "history": 0.5, "dense": 0.7, "cochange": 0.1, "structure": 0.25, "recency": 0.1,
-    "fixes": 0.05,
+    "lexical": 1.0, "names": 1.0, "history": 0.5, "dense": 0.7, "mentions": 2.0, "intent": 2.0, "cochange": 0.1,
+    "structure": 0.25, "recency": 0.1, "fixes": 0.05,
 }
+NAMED = 1e6  # the evidence score of a commit the task names: listed before any matched one
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
 _REVERT = re.compile(r"^revert\b", re.I)
@@ -138,6 +147,8 @@ class _Evidence:
     episodes: dict[int, tuple[float, sqlite3.Row]] = field(default_factory=dict)
     dense_for: dict[str, tuple[float, str | None, int]] = field(default_factory=dict)
     cochange_with: dict[str, tuple[str, int]] = field(default_factory=dict)
+    mentioned: dict[str, str] = field(default_factory=dict)      # path → how the task names it
+    intent_from: dict[str, tuple[str, str]] = field(default_factory=dict)  # path → (kind, candidate)
     dense_best: float = 0.0
 
 
@@ -155,6 +166,8 @@ class Recaller:
         self._dense: Any = None
         self._dense_refs: list[tuple[str, str | None, int] | int] = []
         self._priors: dict[str, dict[str, float]] | None = None
+        self._by_name: dict[str, list[str]] | None = None
+        self._tests_by_key: dict[str, list[str]] | None = None
 
     # -- shared lookups ---------------------------------------------------------------------
     @property
@@ -309,6 +322,125 @@ class Recaller:
                         ev.cochange_with[cur] = (seed, n)
         return dict(out)
 
+    def _files_named(self, token: str) -> list[str]:
+        """Files a written name or path refers to: the exact path, a path ending in it, or (for a
+        bare name) the same file name; a path that has since been renamed maps to its file now."""
+        if self._by_name is None:
+            self._by_name = defaultdict(list)
+            for p in self.files:
+                self._by_name[p.rsplit("/", 1)[-1].lower()].append(p)
+        name = token.rsplit("/", 1)[-1]
+        hits = [p for p in self._by_name.get(name, [])
+                if "/" not in token or p.lower() == token or p.lower().endswith("/" + token)]
+        if not hits:  # an old name: follow the renames recorded in history
+            if self._renames is None:
+                self.current_path("")
+            assert self._renames is not None
+            olds = [o for o in self._renames
+                    if o.lower() == token or o.lower().endswith("/" + token)
+                    or ("/" not in token and o.rsplit("/", 1)[-1].lower() == token)]
+            hits = sorted({c for c in (self.current_path(o) for o in olds) if c})
+        return sorted(hits)
+
+    def _commits_named(self, query: str) -> list[tuple[sqlite3.Row, str]]:
+        """Commits the task names: by id (a unique prefix of 7+ hex digits) or by quoted subject."""
+        out: list[tuple[sqlite3.Row, str]] = []
+        cols = "id, kind, source, title, body, ts"
+        for h in sha_mentions(query):
+            rows = self.db.execute(
+                f"SELECT {cols} FROM episodes WHERE source >= ? AND source < ? AND kind = 'commit'"
+                " AND valid_to IS NULL LIMIT 2", (h, h + "g")).fetchall()
+            if len(rows) == 1:
+                out.append((rows[0], f"the task names commit {h[:7]}"))
+        for subject in quoted_subjects(query):
+            words = re.findall(r"\w+", subject)
+            phrase = "title : " + fts_query([" ".join(words)])
+            try:
+                rows = self.db.execute(
+                    f"SELECT {cols} FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
+                    " WHERE episodes_fts MATCH ? AND e.kind = 'commit' AND e.valid_to IS NULL"
+                    " ORDER BY e.ts DESC LIMIT 20", (phrase,)).fetchall()
+            except sqlite3.OperationalError:
+                continue
+            want = " ".join(w.lower() for w in words)
+            for r in rows:
+                if " ".join(w.lower() for w in re.findall(r"\w+", r["title"] or "")) == want:
+                    out.append((r, f"the task quotes “{subject[:60]}”"))
+                    break
+        return out
+
+    def _mentions(self, query: str, ev: _Evidence) -> dict[str, float]:
+        """Files the task names: by file name, by a code name they define, or through a commit it
+        names. A name shared by n files
+        gives each 1/√n; a named commit's files share its weight the same way. Not normalised:
+        an ambiguous name must stay weaker than a unique one."""
+        out: dict[str, float] = {}
+        for token in path_mentions(query):
+            hits = self._files_named(token)
+            for p in hits:
+                score = 1.0 / math.sqrt(len(hits))
+                if score > out.get(p, 0.0):
+                    out[p] = score
+                    ev.mentioned[p] = f"the task names {token}"
+        for name in identifier_mentions(query):
+            defs = sorted({p for (p,) in self.db.execute("SELECT path FROM code_symbols WHERE name = ?", (name,))})
+            for p in defs:  # a defined name is a little weaker than a written file name
+                score = 0.8 / math.sqrt(len(defs))
+                if score > out.get(p, 0.0):
+                    out[p] = score
+                    ev.mentioned[p] = f"defines {name}, which the task names"
+        for row, how in self._commits_named(query):
+            paths = [p for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
+            current = sorted({c for c in (self.current_path(p) for p in paths) if c})
+            if not current:
+                continue
+            ev.episodes[row["id"]] = (NAMED, row)
+            for p in current:
+                score = max(0.3, 1.0 / math.sqrt(len(current)))
+                if score > out.get(p, 0.0):
+                    out[p] = score
+                    ev.mentioned[p] = f"{how}, which changed it"
+        return out
+
+    def _tests_for(self, path: str) -> list[str]:
+        """The test files named for ``path``'s subject, nearest folders first."""
+        if self._tests_by_key is None:
+            self._tests_by_key = defaultdict(list)
+            for p in self.files:
+                if is_test(p):
+                    self._tests_by_key[subject_key(p)].append(p)
+        cands = self._tests_by_key.get(subject_key(path), [])
+
+        def shared(p: str) -> int:
+            a, b = path.split("/")[:-1], p.split("/")[:-1]
+            n = 0
+            while n < min(len(a), len(b)) and a[n] == b[n]:
+                n += 1
+            return n
+        return sorted(cands, key=lambda p: (-shared(p), p))[:2]
+
+    def _intent(self, query: str, prelim: Counter[str], ev: _Evidence) -> dict[str, float]:
+        """A task about tests: the best candidates' test files (and the test files among them); a
+        task about documentation: the documentation among the candidates. Each scored with the
+        candidate's preliminary score."""
+        tests, docs = wants_tests(query), wants_docs(query)
+        if not (tests or docs):
+            return {}
+        out: dict[str, float] = {}
+        for path, score in prelim.most_common(10):
+            if score <= 0:
+                continue
+            targets: list[tuple[str, str]] = []
+            if tests:
+                targets += [(path, "tests")] if is_test(path) else [(t, "tests") for t in self._tests_for(path)]
+            if docs and is_doc(path):
+                targets.append((path, "docs"))
+            for t, kind in targets:
+                if score > out.get(t, 0.0):
+                    out[t] = score
+                    ev.intent_from[t] = (kind, path)
+        return out
+
     def priors(self) -> dict[str, dict[str, float]]:
         """Query-independent channels, computed once per Recaller."""
         if self._priors is not None:
@@ -350,11 +482,13 @@ class Recaller:
             "names": _normalise(self._names(terms, ev)),
             "history": _normalise(self._history(terms, ev)),
             "dense": _normalise(self._dense_channel(query, ev)),
+            "mentions": self._mentions(query, ev),
         }
         prelim: Counter[str] = Counter()
         for c in QUERY_CHANNELS:
             for p, s in ch[c].items():
-                prelim[p] += self.weights[c] * s
+                prelim[p] += self.weights.get(c, 0.0) * s
+        ch["intent"] = _normalise(self._intent(query, prelim, ev))
         seeds = [p for p, _ in prelim.most_common(5)]
         ch["cochange"] = _normalise(self._cochange(seeds, ev))
         ch.update(self.priors())
@@ -364,7 +498,7 @@ class Recaller:
     def fuse(ch: dict[str, dict[str, float]], weights: dict[str, float]) -> list[tuple[str, float]]:
         """Weighted sum over channels; priors only re-rank files some query channel found."""
         found: set[str] = set()
-        for c in ("lexical", "names", "history", "dense", "cochange"):
+        for c in FOUND_BY:
             found.update(ch.get(c, {}))
         total: dict[str, float] = {}
         for p in found:
@@ -380,7 +514,8 @@ class Recaller:
         t0 = time.perf_counter()
         ch, ev = self.channel_scores(query)
         ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files][:k_files]
-        relevant = bool(ch["lexical"] or ch["names"] or ch["history"] or ev.dense_best >= DENSE_RELEVANT)
+        relevant = bool(ch["lexical"] or ch["names"] or ch["history"] or ch["mentions"]
+                        or ev.dense_best >= DENSE_RELEVANT)
         if not relevant:
             return Recall(query, [], [], [], False, time.perf_counter() - t0)
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
@@ -427,6 +562,13 @@ class Recaller:
         if channel == "dense":
             d = ev.dense_for.get(path)
             return f"similar in meaning{f' ({d[1]})' if d and d[1] else ''}"
+        if channel == "mentions":
+            return ev.mentioned.get(path, "the task names it")
+        if channel == "intent":
+            kind, cand = ev.intent_from.get(path, ("", ""))
+            if kind == "tests":
+                return "the task is about tests" + (f"; tests {cand}" if cand and cand != path else "")
+            return "the task is about documentation"
         if channel == "cochange":
             seed, n = ev.cochange_with.get(path, ("", 0))
             return f"changes together with {seed} ({n} commits)" if seed else "changes together with the top files"
@@ -446,7 +588,7 @@ class Recaller:
         for s, row in scored:
             if row is None:
                 continue
-            how = "matches the task" if s > 0 else "similar in meaning"
+            how = "named in the task" if s >= NAMED else "matches the task" if s > 0 else "similar in meaning"
             if row["kind"] == "note":
                 if len(notes) < 5:
                     text = (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip()

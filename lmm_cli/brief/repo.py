@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
+from ..address.intent import TEST_DIRS as _TEST_DIRS, TEST_NAMES as _TEST_NAMES, is_test as _is_test
 from ..address.terms import STOPWORDS, split_identifier
 from ..errors import BadInput
 from .render import Citation, Line, Section, Verifier, render
@@ -66,22 +67,6 @@ _CONV = re.compile(
     r"(\(([^)\s]{1,40})\))?(!)?:\s*", re.I)
 _ISSUE = re.compile(r"(?<![\w/])#\d+\b|\b[A-Z][A-Z0-9]+-\d+\b|\bgh-\d+\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-_TEST_DIRS = {"tests", "test", "__tests__", "spec", "specs", "testing", "e2e", "integration_tests"}
-_TEST_NAMES: list[tuple[str, re.Pattern[str]]] = [
-    ("test_*.py", re.compile(r"^test_.+\.py$")),
-    ("*_test.py", re.compile(r"^.+_test\.py$")),
-    ("*_test.go", re.compile(r"^.+_test\.go$")),
-    ("*.test.ts", re.compile(r"^.+\.test\.[cm]?tsx?$")),
-    ("*.spec.ts", re.compile(r"^.+\.spec\.[cm]?tsx?$")),
-    ("*.test.js", re.compile(r"^.+\.test\.[cm]?jsx?$")),
-    ("*.spec.js", re.compile(r"^.+\.spec\.[cm]?jsx?$")),
-    ("*Test.java", re.compile(r"^.+Tests?\.(java|kt|scala)$")),
-    ("*_spec.rb", re.compile(r"^.+_spec\.rb$")),
-    ("*_test.rb", re.compile(r"^.+_test\.rb$")),
-    ("*Tests.cs", re.compile(r"^.+Tests?\.cs$")),
-    ("*_test.exs", re.compile(r"^.+_test\.exs$")),
-]
 
 _EXT_LANG = {
     "py": "Python", "pyi": "Python", "ts": "TypeScript", "tsx": "TypeScript", "mts": "TypeScript",
@@ -210,17 +195,6 @@ def _lang_of(path: str, lang: str | None) -> str | None:
     if "." not in name:
         return None
     return _EXT_LANG.get(name.rsplit(".", 1)[-1].lower())
-
-
-_TEST_NAME = re.compile("|".join(f"(?:{rx.pattern})" for _, rx in _TEST_NAMES))
-
-
-@lru_cache(maxsize=1 << 16)
-def _is_test(path: str) -> bool:
-    parts = path.split("/")
-    if _TEST_NAME.match(parts[-1]):
-        return True
-    return any(p in _TEST_DIRS for p in parts[:-1]) and _lang_of(path, None) in _CODE_LANGS
 
 
 def _is_fix(title: str | None) -> int:
