@@ -436,6 +436,7 @@ def bench_localize(
     Example: `lmm bench localize --holdout 100 --tune`
     """
     from .bench.compare import BASELINES, localize, report_markdown
+    from .bench.system import MIN_TUNE_QUERIES
     from .errors import BadInput
 
     ws = _workspace(repo)
@@ -449,7 +450,8 @@ def bench_localize(
         names = [b for b in names if b != "dense"]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
     rep = localize(ws.repo.root, holdout, baselines=names, embed=not no_embed, say=say)
-    if tune_:
+    save = tune_ and rep["tuned"]
+    if save:
         from .address.recall import save_weights
         from .store.db import transaction
 
@@ -462,13 +464,16 @@ def bench_localize(
     if as_json:
         from dataclasses import asdict
 
-        rep = {**rep, "rows": [asdict(r) for r in rep["rows"]],
+        out = {**rep, "rows": [asdict(r) for r in rep["rows"]], "saved_weights": save,
                "split": {**rep["split"], "rows": [asdict(r) for r in rep["split"]["rows"]]}}
-        _emit_json(rep)
-        return
-    sys.stdout.write(report_markdown(rep))
-    if tune_:
-        print("\nsaved the tuned weights: `lmm recall` now uses them")
+        _emit_json(out)
+    else:
+        sys.stdout.write(report_markdown(rep))
+        if save:
+            print("\nsaved the tuned weights: `lmm recall` now uses them")
+    if tune_ and not save:
+        raise BadInput(f"--tune: only {rep['queries']} usable held-out commits; at least {MIN_TUNE_QUERIES} are "
+                       "needed to fit weights worth keeping (raise --holdout if the history is long enough)")
 
 
 def run() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller
-from .system import LmmSystem, tune
+from .system import MIN_TUNE_QUERIES, LmmSystem, tune
 
 __all__ = ["localize", "report_markdown", "BASELINES"]
 
@@ -68,6 +68,7 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
         "dropped": len(snap.held.dropped_no_gold) + len(snap.held.dropped_empty),
         "rows": rows, "split": {"early": len(early), "late": len(late), "rows": split_rows},
         "weights": {"default": DEFAULT_WEIGHTS, "tuned_early": tuned_early, "tuned_all": tuned_all},
+        "tuned": len(queries) >= MIN_TUNE_QUERIES,
     }
 
 
@@ -91,6 +92,9 @@ def report_markdown(rep: dict[str, Any]) -> str:
              f"{rep['queries']} held-out commits as queries ({rep['dropped']} dropped: no gold file at the cut "
              "or an empty message)", ""]
     lines += _table(rows)
+    if rep["queries"] < MIN_TUNE_QUERIES:
+        lines += ["", f"Only {rep['queries']} queries: one query moves Hit@k by {100 / max(1, rep['queries']):.0f} "
+                      "points, so read these figures as anecdotes (hold out more commits if the history has them)."]
     if base:
         best5 = max(base, key=lambda r: r.hit5)
         bestm = max(base, key=lambda r: r.mrr)
@@ -98,6 +102,9 @@ def report_markdown(rep: dict[str, Any]) -> str:
                       f"{100 * (lmm.hit5 - best5.hit5):+.1f} points (target +10); MRR {lmm.mrr:.3f} vs "
                       f"{bestm.mrr:.3f} ({bestm.name}) (target: not below)"]
     sp = rep["split"]
+    if sp["early"] < MIN_TUNE_QUERIES:
+        lines += ["", f"Weights are not tuned on fewer than {MIN_TUNE_QUERIES} queries (the early half has "
+                      f"{sp['early']}): the defaults are used."]
     lines += ["", f"### Does tuning generalise? Tuned on the early {sp['early']} queries, scored on the later {sp['late']}", ""]
     lines += _table(sp["rows"], latency=False)
     w = rep["weights"]

@@ -17,9 +17,10 @@ from typing import Any
 
 from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller
 
-__all__ = ["LmmSystem", "tune", "objective", "score_mrr", "GRID"]
+__all__ = ["LmmSystem", "tune", "objective", "score_mrr", "GRID", "MIN_TUNE_QUERIES"]
 
 GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+MIN_TUNE_QUERIES = 30  # below this, a fitted weight says more about a few commits than the repository
 
 
 class LmmSystem:
@@ -103,9 +104,12 @@ def objective(system: Any, queries: Sequence[Any], weights: dict[str, float]) ->
 def tune(system: Any, queries: Sequence[Any], *, rounds: int = 3) -> tuple[dict[str, float], float]:
     """Coordinate ascent over ``GRID`` for each channel's weight, from the current weights, on
     ``objective``. A weight only moves when the gain is worth at least half a query's hit (gains
-    smaller than that are noise on a few hundred queries, and chasing them overfits)."""
+    smaller than that are noise on a few hundred queries, and chasing them overfits). With fewer
+    than ``MIN_TUNE_QUERIES`` queries the weights are returned unchanged."""
     best = dict(system.weights)
     best_score = objective(system, queries, best)
+    if len(queries) < MIN_TUNE_QUERIES:
+        return best, best_score
     min_gain = 0.5 / max(1, len(queries))
     for _ in range(rounds):
         improved = False
