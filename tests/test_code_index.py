@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import commit_file, git, make_repo
+from conftest import commit_file, git, lmm, lmm_json, make_repo
 
 from lmm_cli.address.code_index import (
     CHUNK_MAX_CHARS,
@@ -538,6 +538,48 @@ def test_other_files_are_chunked_by_line_windows() -> None:
     sparse = "a\n" + "\n" * 200 + "b\n"
     _s, chunks, _ = extract("sparse.txt", sparse.encode())
     assert [c.text for c in chunks] == ["a", "b"]
+
+
+def test_markdown_is_chunked_by_section_with_the_heading_as_symbol() -> None:
+    doc = textwrap.dedent("""\
+        Intro before any heading.
+
+        Storage guide
+        =============
+
+        How the buckets are laid out.
+
+        ```sh
+        # not a heading: inside a fence
+        lmm init
+        ```
+
+        ## Queue limits ##
+        At most 100 jobs per tenant.
+
+        Retention
+        ---------
+        Thirty days.
+        """)
+    symbols, chunks, idents = extract("docs/storage.md", doc.encode())
+    assert symbols == [] and not idents
+    assert [(c.start_line, c.end_line, c.symbol) for c in chunks] == [
+        (1, 1, None), (3, 11, "Storage guide"), (13, 14, "Queue limits"), (16, 18, "Retention")]
+    assert "# not a heading" in chunks[1].text
+
+
+def test_a_section_heading_finds_its_document(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", commits=2)
+    commit_file(repo, "docs/adr/0004-flush-strategy.md",
+                "# 4. Flush strategy\n\n## Queue limits\n\nEach tenant may hold a bounded number of jobs.\n",
+                "Record the flush decision")
+    commit_file(repo, "src/queue.py", "def push(queue, job):\n    queue.append(job)\n\ndef pop(queue):\n"
+                "    return queue.pop()\n\ndef size(queue):\n    return len(queue)\n", "Add a queue")
+    lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed")
+    out = lmm_json("recall", "--repo", str(repo), "--fast", "queue limits")
+    top = out["files"][0]  # type: ignore[index]
+    assert top["path"] == "docs/adr/0004-flush-strategy.md"
+    assert {"name": "Queue limits", "line": 3} in top["symbols"]
 
 
 def test_secrets_redacted_in_chunks_and_signatures() -> None:

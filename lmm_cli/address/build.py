@@ -69,12 +69,18 @@ def compute_rank(db: sqlite3.Connection, iterations: int = 30, damping: float = 
 
 
 def rebuild_file_fts(db: sqlite3.Connection) -> int:
-    """Refill file_fts (path + defined names per file) from code_files and code_symbols. Whole,
-    not incremental: a thousand files take milliseconds, and 'delete-all' needs no old values."""
+    """Refill file_fts (path + defined names per file) from code_files and code_symbols, plus the
+    section headings of documents (their chunks' symbols). Whole, not incremental: a thousand
+    files take milliseconds, and 'delete-all' needs no old values."""
     from .terms import code_terms
 
     names: dict[str, list[str]] = defaultdict(list)
     for path, name in db.execute("SELECT path, name FROM code_symbols ORDER BY path, start_line"):
+        names[path].append(name)
+    for path, name in db.execute(
+        "SELECT c.path, c.symbol FROM code_chunks c JOIN code_files f ON f.path = c.path"
+        " WHERE f.lang IS NULL AND c.symbol IS NOT NULL ORDER BY c.path, c.start_line"
+    ):
         names[path].append(name)
     rows = []
     for rowid, path in db.execute("SELECT rowid, path FROM code_files"):

@@ -69,7 +69,7 @@ MAX_DEFINERS = 20  # a name defined by more files than this makes no edges (get,
 BATCH_FILES = 200  # files per write transaction
 _REFS_STALE_KEY = "code_index.refs_stale"
 _VERSION_KEY = "code_index.version"
-INDEX_VERSION = "1"  # bump when extraction changes: the next run re-reads every file
+INDEX_VERSION = "2"  # bump when extraction changes: the next run re-reads every file (2: markdown sections)
 
 # Lock files: large, machine-written, and of no use to search.
 _SKIP_NAMES = frozenset(
@@ -695,6 +695,49 @@ def _line_chunks(lines: list[str]) -> list[Chunk]:
     return ch.out
 
 
+_MARKDOWN = (".md", ".markdown", ".mdx")
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def markdown_headings(lines: list[str]) -> list[tuple[int, str]]:
+    """(1-based line, text) of each ATX (``## Title``) or setext (``Title`` over ``===``) heading,
+    outside fenced code blocks."""
+    heads: list[tuple[int, str]] = []
+    fence: str | None = None
+    for i, ln in enumerate(lines, 1):
+        m = _FENCE.match(ln)
+        if m:
+            mark = m.group(1)[0]
+            fence = mark if fence is None else (None if mark == fence else fence)
+            continue
+        if fence is not None:
+            continue
+        h = _ATX.match(ln)
+        if h:
+            heads.append((i, h.group(2).strip()[:SIGNATURE_MAX]))
+        elif (i < len(lines) and _SETEXT.match(lines[i]) and ln.strip() and not ln.startswith((" " * 4, "\t"))
+              and not _ATX.match(ln) and not _SETEXT.match(ln)):
+            heads.append((i, ln.strip()[:SIGNATURE_MAX]))
+    return heads
+
+
+def _markdown_chunks(lines: list[str]) -> list[Chunk]:
+    """A document in sections: one chunk per heading (split further only when over the character
+    cap), the heading as the chunk's symbol, so "queue limits" finds the section titled so."""
+    heads = markdown_headings(lines)
+    if not heads:
+        return _line_chunks(lines)
+    ch = _Chunker(lines)
+    if heads[0][0] > 1:
+        ch.emit(1, heads[0][0] - 1, None)
+    for k, (no, title) in enumerate(heads):
+        end = heads[k + 1][0] - 1 if k + 1 < len(heads) else len(lines)
+        ch.emit(no, end, title)
+    return ch.out
+
+
 def _extract(path: str, source: bytes) -> tuple[str | None, list[Symbol], list[Chunk], Counter[str], int]:
     """extract() plus the language used and the file's line count."""
     lang = _detect(path, source)
@@ -702,7 +745,8 @@ def _extract(path: str, source: bytes) -> tuple[str | None, list[Symbol], list[C
     rlines = _redacted_lines(lines)
     grammar = _grammar(lang) if lang else None
     if grammar is None:
-        return None, [], _line_chunks(rlines), Counter(), len(lines)
+        chunker = _markdown_chunks if path.lower().endswith(_MARKDOWN) else _line_chunks
+        return None, [], chunker(rlines), Counter(), len(lines)
     parser, dq, iq = grammar
     try:
         tree = parser.parse(source)
