@@ -7,8 +7,9 @@ Channels, each a score per file (query-dependent ones first):
 - ``history``   BM25 over commits and notes: what changed when similar work was done, mapped
                 through renames to the files that exist now.
 - ``dense``     sentence-embedding similarity of the task to code chunks and commit messages.
-- ``mentions``  files the task names outright: a file name or path (``plan.py``), a commit id or a
-                quoted commit subject (``Revert "…"``) and the files that commit touched.
+- ``mentions``  files the task names outright: a file name or path (``plan.py``), a code name the
+                file defines (``retry_profile``), a commit id or a quoted commit subject
+                (``Revert "…"``) and the files that commit touched.
 - ``intent``    a task about tests lifts the test files of the best candidates so far; a task about
                 documentation lifts the documentation among them.
 - ``cochange``  files that change together with the best candidates so far.
@@ -36,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from ..repo import run_git
-from .intent import (identifier_mentions, is_doc, is_test, path_mentions, quoted_subjects, sha_mentions, subject_key, wants_docs,
-                     wants_tests)
+from .intent import (identifier_mentions, is_doc, is_test, path_mentions, quoted_subjects, sha_mentions,
+                     subject_key, wants_docs, wants_tests)
 from .terms import query_terms
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
@@ -176,10 +177,8 @@ class Recaller:
             self._files = {r[0] for r in self.db.execute("SELECT path FROM code_files")}
         return self._files
 
-    def current_path(self, path: str) -> str | None:
-        """The path a file has now, following renames recorded in history; None if it is gone."""
-        if path in self.files:
-            return path
+    def _rename_map(self) -> dict[str, str]:
+        """old path → new path for every rename in the (current) history, latest last."""
         if self._renames is None:
             self._renames = {}
             for old, new in self.db.execute(
@@ -187,10 +186,17 @@ class Recaller:
                 " WHERE f.status = 'R' AND e.valid_to IS NULL ORDER BY e.ts"
             ):
                 self._renames[old] = new
+        return self._renames
+
+    def current_path(self, path: str) -> str | None:
+        """The path a file has now, following renames recorded in history; None if it is gone."""
+        if path in self.files:
+            return path
+        renames = self._rename_map()
         seen = set()
-        while path in self._renames and path not in seen:
+        while path in renames and path not in seen:
             seen.add(path)
-            path = self._renames[path]
+            path = renames[path]
             if path in self.files:
                 return path
         return None
@@ -333,10 +339,7 @@ class Recaller:
         hits = [p for p in self._by_name.get(name, [])
                 if "/" not in token or p.lower() == token or p.lower().endswith("/" + token)]
         if not hits:  # an old name: follow the renames recorded in history
-            if self._renames is None:
-                self.current_path("")
-            assert self._renames is not None
-            olds = [o for o in self._renames
+            olds = [o for o in self._rename_map()
                     if o.lower() == token or o.lower().endswith("/" + token)
                     or ("/" not in token and o.rsplit("/", 1)[-1].lower() == token)]
             hits = sorted({c for c in (self.current_path(o) for o in olds) if c})
@@ -371,9 +374,8 @@ class Recaller:
 
     def _mentions(self, query: str, ev: _Evidence) -> dict[str, float]:
         """Files the task names: by file name, by a code name they define, or through a commit it
-        names. A name shared by n files
-        gives each 1/√n; a named commit's files share its weight the same way. Not normalised:
-        an ambiguous name must stay weaker than a unique one."""
+        names. A name shared by n files gives each 1/√n; a named commit's files share its weight
+        the same way. Not normalised: an ambiguous name must stay weaker than a unique one."""
         out: dict[str, float] = {}
         for token in path_mentions(query):
             hits = self._files_named(token)
