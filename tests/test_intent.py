@@ -102,12 +102,14 @@ def test_a_named_file_comes_first_and_an_ambiguous_name_is_settled_by_the_other_
 def test_an_old_path_is_followed_to_the_file_now(repo: Path) -> None:
     out = lmm_json("recall", "--repo", str(repo), "--fast", "what happened to src/legacy/old_name.py")
     assert files_of(out)[0] == "src/legacy/new_name.py"
+    assert "the task names src/legacy/old_name.py" in out["files"][0]["why"]  # type: ignore[index]
 
 
 def test_a_commit_id_alone_finds_what_it_changed(repo: Path) -> None:
     sha = git(repo, "log", "--format=%H", "--grep=^Tune constants$").strip()
     out = lmm_json("recall", "--repo", str(repo), "--fast", f"what did {sha[:8]} do")
     assert files_of(out)[0] == "src/net/backoff.py"
+    assert any(w.startswith(f"the task names commit {sha[:7]}") for w in out["files"][0]["why"])  # type: ignore[index]
     assert out["commits"][0]["sha"] == sha and out["commits"][0]["why"].startswith("named in the task")  # type: ignore[index]
     assert sha[:7] in out["brief"]  # type: ignore[index]
 
@@ -115,6 +117,7 @@ def test_a_commit_id_alone_finds_what_it_changed(repo: Path) -> None:
 def test_a_revert_finds_the_files_of_the_commit_it_quotes(repo: Path) -> None:
     out = lmm_json("recall", "--repo", str(repo), "--fast", 'Revert "Tune constants"')
     assert files_of(out)[0] == "src/net/backoff.py"
+    assert any("the task quotes “Tune constants”" in w for w in out["files"][0]["why"])  # type: ignore[index]
 
 
 def test_a_task_about_tests_puts_the_test_file_first(repo: Path) -> None:

@@ -358,13 +358,11 @@ class Recaller:
         for subject in quoted_subjects(query):
             words = re.findall(r"\w+", subject)
             phrase = "title : " + fts_query([" ".join(words)])
-            try:
-                rows = self.db.execute(
-                    f"SELECT {cols} FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
-                    " WHERE episodes_fts MATCH ? AND e.kind = 'commit' AND e.valid_to IS NULL"
-                    " ORDER BY e.ts DESC LIMIT 20", (phrase,)).fetchall()
-            except sqlite3.OperationalError:
-                continue
+            rows = self.db.execute(  # the phrase is quoted words only: no FTS syntax can get in
+                "SELECT e.id, e.kind, e.source, e.title, e.body, e.ts FROM episodes_fts"
+                " JOIN episodes e ON e.id = episodes_fts.rowid"
+                " WHERE episodes_fts MATCH ? AND e.kind = 'commit' AND e.valid_to IS NULL"
+                " ORDER BY e.ts DESC LIMIT 20", (phrase,)).fetchall()
             want = " ".join(w.lower() for w in words)
             for r in rows:
                 if " ".join(w.lower() for w in re.findall(r"\w+", r["title"] or "")) == want:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller
 
-__all__ = ["LmmSystem", "tune", "objective", "score_mrr", "GRID", "MIN_TUNE_QUERIES"]
+__all__ = ["LmmSystem", "tune", "objective", "GRID", "MIN_TUNE_QUERIES"]
 
 GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 MIN_TUNE_QUERIES = 30  # below this, a fitted weight says more about a few commits than the repository
@@ -73,11 +73,6 @@ class LmmSystem:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
-
-
-def score_mrr(system: LmmSystem, queries: Sequence[Any], weights: dict[str, float], depth: int = 100) -> float:
-    """Mean reciprocal rank of the first gold file under ``weights`` (channel scores cached)."""
-    return _scores(system, queries, weights, depth)[0]
 
 
 def _scores(system: Any, queries: Sequence[Any], weights: dict[str, float], depth: int = 100) -> tuple[float, float]:
