@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import commit_file, git, lmm, lmm_json, module_environment
+from lmm_cli.address.terms import query_phrases
 from lmm_cli.address.intent import (is_doc, is_test, path_mentions, quoted_subjects, sha_mentions, subject_key,
                                     wants_docs, wants_tests)
 
@@ -46,6 +47,13 @@ def test_test_files_pair_with_their_subject(path: str, key: str, test: bool) -> 
     assert (subject_key(path), is_test(path)) == (key, test)
 
 
+def test_adjacent_words_make_phrases() -> None:
+    assert query_phrases("Clarify queue limits") == ["clarify queue", "queue limits"]
+    assert query_phrases("why did we drop redis") == ["drop redis"]  # stopwords break a pair
+    assert query_phrases("queue, limits") == []  # so does punctuation
+    assert query_phrases("retry_profile handler") == ["retry_profile handler"]
+
+
 def test_intent_words() -> None:
     assert wants_tests("Add tests for reconcileSearch") and wants_tests("test(api): cover retries")
     assert wants_tests("flaky upload test") and not wants_tests("Implement upload retries")
@@ -76,6 +84,12 @@ def _build(r: Path) -> Path:
                 "Check the sum of an invoice")
     commit_file(r, "src/net/backoff.py", "DELAYS = [1, 2, 4]\n", "Tune constants")
     commit_file(r, "src/billing/README.md", "# Billing\n\nInvoices are summed line by line.\n", "Explain billing")
+    commit_file(r, "docs/workers.md", "# Workers\n\n## Queue limits\n\nA worker holds at most 50 jobs.\n",
+                "Describe the workers")
+    commit_file(r, "docs/scaling.md", "# Scaling\n\n## Queue depth, worker count and host limits\n\n"
+                "Limits: raise the limits when the queue is long; the queue drains faster with more"
+                " workers, within the limits of the host. Watch the queue.\n",
+                "Describe scaling")
     commit_file(r, "src/legacy/old_name.py", "def legacy():\n    return 1\n", "Add the legacy helper")
     git(r, "mv", "src/legacy/old_name.py", "src/legacy/new_name.py")
     git(r, "commit", "-q", "-m", "Rename the legacy helper")
@@ -133,3 +147,10 @@ def test_a_task_about_docs_lifts_the_documentation(repo: Path) -> None:
     docs = files_of(lmm_json("recall", "--repo", str(repo), "--fast", "docs: billing invoices summed"))
     assert docs[0] == "src/billing/README.md"
     assert plain.index("src/billing/README.md") >= docs.index("src/billing/README.md")
+
+
+def test_words_that_stand_together_beat_the_same_words_apart(repo: Path) -> None:
+    # docs/scaling.md says "queue" and "limits" more often, in a heading too; only docs/workers.md
+    # has them side by side (its heading "Queue limits"). Fails when phrases are not searched.
+    out = lmm_json("recall", "--repo", str(repo), "--fast", "queue limits")
+    assert files_of(out)[:2] == ["docs/workers.md", "docs/scaling.md"]

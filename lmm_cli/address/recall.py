@@ -34,12 +34,12 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..repo import run_git
 from .intent import (identifier_mentions, is_doc, is_test, path_mentions, quoted_subjects, sha_mentions,
                      subject_key, wants_docs, wants_tests)
-from .terms import query_terms
+from .terms import query_phrases, query_terms
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
            "load_weights", "save_weights", "fts_query"]
@@ -107,9 +107,11 @@ class Recall:
         }
 
 
-def fts_query(terms: list[str]) -> str:
-    """An FTS5 OR-query of quoted terms (quoting keeps user text from being read as FTS syntax)."""
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+def fts_query(terms: Sequence[str], phrases: Sequence[str] = ()) -> str:
+    """An FTS5 OR-query of quoted terms and phrases (quoting keeps user text from being read as
+    FTS syntax). A phrase is one more OR-ed item: BM25 gives it its own, higher IDF, so text with
+    the words side by side outranks text with the same words apart."""
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in [*terms, *phrases])
 
 
 def load_weights(db: sqlite3.Connection) -> dict[str, float]:
@@ -202,14 +204,14 @@ class Recaller:
         return None
 
     # -- channels ---------------------------------------------------------------------------
-    def _lexical(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+    def _lexical(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
         rows = self.db.execute(
             "SELECT c.path, c.symbol, c.start_line, -bm25(code_fts, 3.0, 4.0, 1.0, 1.0) AS s"
             " FROM code_fts JOIN code_chunks c ON c.id = code_fts.rowid"
             " WHERE code_fts MATCH ? ORDER BY bm25(code_fts, 3.0, 4.0, 1.0, 1.0) LIMIT 400",
-            (fts_query(terms),),
+            (fts_query(terms, phrases),),
         ).fetchall()
         per_file: dict[str, list[float]] = defaultdict(list)
         for path, symbol, line, s in rows:
@@ -221,18 +223,18 @@ class Recaller:
             out[path] = ss[0] + 0.3 * sum(ss[1:4])
         return out
 
-    def _names(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+    def _names(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
         rows = self.db.execute(
             "SELECT f.path, -bm25(file_fts, 2.0, 3.0, 1.5) AS s FROM file_fts"
             " JOIN code_files f ON f.rowid = file_fts.rowid"
             " WHERE file_fts MATCH ? ORDER BY bm25(file_fts, 2.0, 3.0, 1.5) LIMIT 200",
-            (fts_query(terms),),
+            (fts_query(terms, phrases),),
         ).fetchall()
         return {path: s for path, s in rows}
 
-    def _history(self, terms: list[str], ev: _Evidence) -> dict[str, float]:
+    def _history(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
         rows = self.db.execute(
@@ -240,7 +242,7 @@ class Recaller:
             " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
             " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN ('commit', 'note')"
             " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT 200",
-            (fts_query(terms),),
+            (fts_query(terms, phrases),),
         ).fetchall()
         if not rows:
             return {}
@@ -475,12 +477,12 @@ class Recaller:
 
     def channel_scores(self, query: str) -> tuple[dict[str, dict[str, float]], _Evidence]:
         """Every channel's normalised scores for ``query`` (what fusion and tuning work on)."""
-        terms = query_terms(query)
+        terms, phrases = query_terms(query), query_phrases(query)
         ev = _Evidence()
         ch: dict[str, dict[str, float]] = {
-            "lexical": _normalise(self._lexical(terms, ev)),
-            "names": _normalise(self._names(terms, ev)),
-            "history": _normalise(self._history(terms, ev)),
+            "lexical": _normalise(self._lexical(terms, phrases, ev)),
+            "names": _normalise(self._names(terms, phrases, ev)),
+            "history": _normalise(self._history(terms, phrases, ev)),
             "dense": _normalise(self._dense_channel(query, ev)),
             "mentions": self._mentions(query, ev),
         }

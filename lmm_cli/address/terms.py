@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["split_identifier", "code_terms", "query_terms", "STOPWORDS"]
+__all__ = ["split_identifier", "code_terms", "query_terms", "query_phrases", "STOPWORDS"]
 
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -62,4 +62,25 @@ def query_terms(query: str) -> list[str]:
         for p in split_identifier(w):
             if len(p) > 1 and p not in STOPWORDS:
                 out[p] = None
+    return list(out)
+
+
+def query_phrases(query: str, limit: int = 8) -> list[str]:
+    """Adjacent pairs of content words, as written: ``"Clarify queue limits"`` → ``clarify queue``,
+    ``queue limits``.
+
+    Searched as FTS5 phrases beside the single terms, they reward text where the words stand
+    together (a heading "Queue limits", a subject "Document queue limits") over text that merely
+    has both somewhere. A stopword or punctuation other than spaces between two words breaks the
+    pair; snake_case is one word here (the tokenizer splits it into a phrase of its own)."""
+    out: dict[str, None] = {}
+    prev: re.Match[str] | None = None
+    for m in _WORD.finditer(query):
+        w = m.group(0).lower().strip("_$")
+        ok = len(w) > 1 and w not in STOPWORDS
+        if ok and prev is not None and query[prev.end():m.start()].strip() == "":
+            out[prev.group(0).lower().strip("_$") + " " + w] = None
+            if len(out) >= limit:
+                break
+        prev = m if ok else None
     return list(out)
