@@ -180,6 +180,8 @@ def init(
     if idx:
         lines.append(f"  code index: {idx['files']:,} files, {idx['symbols']:,} symbols, {idx['chunks']:,} chunks"
                      + (f"; {idx['embedded']:,} new embeddings" if idx.get("encoder") else "; no embeddings"))
+    if out.get("tuning_started"):
+        lines.append("  fitting recall to this repository's history in the background (`lmm status` shows when done)")
     lines.append(f"  store: {out['store']}")
     print("\n".join(lines))
 
@@ -285,9 +287,33 @@ def status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
         f"queue       {out['queue']['pending']} pending" + (f", {out['queue']['bad']} unreadable" if out["queue"]["bad"] else "")
         + ("; a drainer is capturing now" if out["drainer"]["running"] else ""),
     ]
+    lines.append("recall      " + _fusion_line(out["fusion"]))
     if out["shallow"]:
         lines.append("note        shallow clone: history before the cut is not available")
     print("\n".join(lines))
+
+
+def _fusion_line(f: dict[str, Any]) -> str:
+    """How recall's weights came to be, in one line."""
+    t = f.get("last_tune") or {}
+    when = datetime.fromtimestamp(t["at"]).strftime("%Y-%m-%d") if t.get("at") else ""
+    now = "; tuning now in the background" if f.get("tuning_now") else ""
+    status = t.get("status")
+    if status in ("saved", "kept-defaults"):
+        late = t["late"]
+        d, u = late["default"], late["tuned"]
+        fig = (f"on the later {late['queries']}: Hit@5 {d['hit5']:.3f} → {u['hit5']:.3f}, "
+               f"MRR {d['mrr']:.3f} → {u['mrr']:.3f}")
+        if status == "saved":
+            return f"weights fitted to this repository {when} on {t['queries']} held-out commits ({fig}){now}"
+        return f"default weights: the fit of {when} did not beat them on later commits ({fig}){now}"
+    if status == "too-short":
+        return f"default weights (history too short to tune, {when}: {t.get('reason', '')}){now}"
+    if status == "failed":
+        return f"{f['weights']} weights (the tune of {when} failed: {t.get('reason', '')}; see logs/tune.log){now}"
+    if f["weights"] == "tuned":
+        return f"tuned weights (from `lmm bench localize --tune`){now}"
+    return "default weights (not tuned yet: `lmm tune`)" + now
 
 
 @app.command("log")
@@ -450,17 +476,9 @@ def bench_localize(
         names = [b for b in names if b != "dense"]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
     rep = localize(ws.repo.root, holdout, baselines=names, embed=not no_embed, say=say)
-    save = tune_ and rep["tuned"]
-    if save:
-        from .address.recall import save_weights
-        from .store.db import transaction
-
-        db = ws.connect()
-        try:
-            with transaction(db):
-                save_weights(db, rep["weights"]["tuned_all"])
-        finally:
-            db.close()
+    save = False
+    if tune_ and rep["tuned"]:
+        save = _record_bench_tune(ws, rep, embed=not no_embed)
     if as_json:
         from dataclasses import asdict
 
@@ -471,9 +489,76 @@ def bench_localize(
         sys.stdout.write(report_markdown(rep))
         if save:
             print("\nsaved the tuned weights: `lmm recall` now uses them")
+        elif tune_ and rep["tuned"]:
+            print("\nkept the default weights: the weights fitted on the early half did worse on the later half")
     if tune_ and not save:
         raise BadInput(f"--tune: only {rep['queries']} usable held-out commits; at least {MIN_TUNE_QUERIES} are "
                        "needed to fit weights worth keeping (raise --holdout if the history is long enough)")
+
+
+def _record_bench_tune(ws: Any, rep: dict[str, Any], *, embed: bool) -> bool:
+    """Keep the bench's fit under the rule `lmm tune` uses (it must generalise to the later half)."""
+    import time
+
+    from .address.recall import DEFAULT_WEIGHTS
+    from .bench.autotune import generalises, record
+
+    default, tuned = rep["split"]["rows"][0], rep["split"]["rows"][1]
+    late = {"queries": rep["split"]["late"],
+            "default": {"hit1": default.hit1, "hit5": default.hit5, "mrr": default.mrr},
+            "tuned": {"hit1": tuned.hit1, "hit5": tuned.hit5, "mrr": tuned.mrr}}
+    keep = generalises(late["default"], late["tuned"])
+    weights = dict(rep["weights"]["tuned_all"])
+    if not embed:
+        weights["dense"] = DEFAULT_WEIGHTS["dense"]
+    db = ws.connect()
+    try:
+        commits = db.execute("SELECT count(*) FROM episodes WHERE kind = 'commit' AND valid_to IS NULL").fetchone()[0]
+        record(db, {"at": time.time(), "commits": commits, "holdout": rep["holdout"], "queries": rep["queries"],
+                    "cut": rep["cut"], "embed": embed, "status": "saved" if keep else "kept-defaults",
+                    "late": late, "weights": weights if keep else dict(DEFAULT_WEIGHTS), "by": "bench"},
+               weights if keep else None)
+    finally:
+        db.close()
+    return keep
+
+
+@app.command()
+@handled
+def tune(
+    repo: Optional[Path] = RepoOpt,
+    holdout: Optional[int] = typer.Option(None, "--holdout", show_default=False,
+                                          help="Latest non-merge commits to ask about (default: recall.tune_holdout "
+                                               "in the config, 300; at most half the history)."),
+    no_embed: bool = typer.Option(False, "--no-embed", help="Leave the dense channel out (faster; its weight stays)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fit recall's fusion weights to this repository's own history, now.
+
+    Replays the latest commits: a memory is built from the history before them, each commit's
+    message asks which files it changed, and weights are fitted to rank those files first. The fit
+    is kept only if weights fitted on the earlier half also beat the defaults on the later half.
+    lmm runs this in the background after `lmm init` and every 500 new commits.
+
+    Example: `lmm tune` (or `lmm tune --holdout 150 --no-embed`)
+    """
+    from .bench.autotune import tune_store
+    from .errors import BadInput
+
+    if holdout is not None and holdout < 2:
+        raise BadInput(f"--holdout must be at least 2, got {holdout}")
+    ws = _workspace(repo)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
+    with _Bar() as bar:
+        out = tune_store(ws, holdout=holdout, embed=False if no_embed else None, say=say, progress=bar)
+    if as_json:
+        _emit_json(out)
+    else:
+        from . import core
+
+        print(_fusion_line(core.status(ws)["fusion"]))
+    if out["status"] == "too-short":
+        raise BadInput(f"not tuned: {out['reason']}")
 
 
 def run() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["CaptureConfig", "ModelsConfig", "Config", "load_config", "CONFIG_FILE"]
+__all__ = ["CaptureConfig", "ModelsConfig", "RecallConfig", "Config", "load_config", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.toml"
 
@@ -47,9 +47,27 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class RecallConfig:
+    # Fit recall's fusion weights on this repository's own history, in the background: once the
+    # history is long enough (after `lmm init`), then again every `retune_after` new commits.
+    auto_tune: bool = True
+    tune_holdout: int = 300  # latest non-merge commits held out as the tuning queries (at most half the history)
+    retune_after: int = 500  # new commits before an automatic re-tune; 0: tune once, never again
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.auto_tune, bool):
+            raise ConfigError(f"config: recall.auto_tune must be true or false, got {self.auto_tune!r}")
+        if isinstance(self.tune_holdout, bool) or not isinstance(self.tune_holdout, int) or self.tune_holdout < 2:
+            raise ConfigError(f"config: recall.tune_holdout must be an integer of at least 2, got {self.tune_holdout!r}")
+        if isinstance(self.retune_after, bool) or not isinstance(self.retune_after, int) or self.retune_after < 0:
+            raise ConfigError(f"config: recall.retune_after must be a non-negative integer, got {self.retune_after!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    recall: RecallConfig = field(default_factory=RecallConfig)
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:
@@ -74,7 +92,7 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
-    sections = {"capture": CaptureConfig, "models": ModelsConfig}
+    sections = {"capture": CaptureConfig, "models": ModelsConfig, "recall": RecallConfig}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"config: unknown section [{key}] in {path}")

@@ -74,7 +74,19 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
     finally:
         db.close()
     drain(ws, wait=5.0)  # events hooks queued while we held the lock
+    out["tuning_started"] = _maybe_tune(ws)
     return out
+
+
+def _maybe_tune(ws: Workspace) -> bool:
+    """Start the background fit of recall's weights if one is due (see bench/autotune.py)."""
+    from .bench.autotune import maybe_start
+
+    db = ws.connect()
+    try:
+        return maybe_start(ws, db)
+    finally:
+        db.close()
 
 
 def ingest(ws: Workspace, *, embed: bool = True, stages: Stages | None = None) -> dict[str, Any]:
@@ -93,6 +105,7 @@ def ingest(ws: Workspace, *, embed: bool = True, stages: Stages | None = None) -
     out["index"] = built
     out["events"] = drained.events
     out["empty"] = ws.repo.head() is None
+    out["tuning_started"] = _maybe_tune(ws)
     return out
 
 
@@ -120,6 +133,13 @@ def status(ws: Workspace) -> dict[str, Any]:
         version = schema_version(db)
         row = db.execute("SELECT value FROM state WHERE key = 'last_ingest'").fetchone()
         last_ingest = row[0] if row else None
+        from .bench.autotune import last_tuning, tuning_running
+
+        fusion = {
+            "weights": "tuned" if db.execute("SELECT 1 FROM state WHERE key = 'fusion_weights'").fetchone() else "default",
+            "last_tune": last_tuning(db),
+            "tuning_now": tuning_running(ws.dir),
+        }
     finally:
         db.close()
     pending = q.pending(ws.queue)
@@ -141,6 +161,7 @@ def status(ws: Workspace) -> dict[str, Any]:
         "hooks": {"dir": str(ws.repo.hooks_dir), "states": [h.as_dict() for h in hooks_mod.hook_status(ws)]},
         "queue": {"pending": len(pending), "bad": len(list(bad_dir.iterdir())) if bad_dir.exists() else 0},
         "drainer": {"running": lock_is_held(ws.dir)},
+        "fusion": fusion,
     }
 
 

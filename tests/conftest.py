@@ -33,7 +33,9 @@ def isolated_env(base: Path) -> dict[str, str]:
         "[maintenance]\n\tauto = false\n[gc]\n\tauto = 0\n"
     )
     return {"HOME": str(home), "LMM_HOME": str(base / "lmm-home"), "GIT_CONFIG_GLOBAL": str(gitconfig),
-            "GIT_CONFIG_NOSYSTEM": "1", "XDG_CONFIG_HOME": str(home / ".config"), "GIT_EDITOR": "true"}
+            "GIT_CONFIG_NOSYSTEM": "1", "XDG_CONFIG_HOME": str(home / ".config"), "GIT_EDITOR": "true",
+            # No background tunes outliving a test; tests/test_tune.py turns them on where it tests them.
+            "LMM_AUTO_TUNE": "0"}
 
 
 _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "EDITOR", "VISUAL")

@@ -40,6 +40,7 @@ def test_bench_puts_lmm_beside_the_baselines_and_saves_weights_tuned_on_the_hist
     assert len(lmm_row["first_rank"]) == rep["queries"]
     assert lmm_row["mrr"] > bm25["mrr"] and lmm_row["hit5"] >= bm25["hit5"]
     assert saved_weights(repo) == {k: round(v, 4) for k, v in rep["weights"]["tuned_all"].items()}
+    assert "weights fitted to this repository" in lmm("status", "--repo", str(repo)).stdout
     assert [r["name"] for r in rep["split"]["rows"]][:2] == ["lmm, default weights", "lmm, tuned on the early half"]
 
 

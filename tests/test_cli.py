@@ -111,6 +111,10 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     one_line_error(lmm("ingest", "--repo", str(repo), check=False), 1, "capture.max_file_diff_bytes", "-3")
     (store_dir(repo) / "config.toml").write_text("[capture]\nmax_file_bytes = 3\n")
     one_line_error(lmm("ingest", "--repo", str(repo), check=False), 1, "unknown key capture.max_file_bytes")
+    (store_dir(repo) / "config.toml").write_text("[recall]\nauto_tune = \"yes\"\n")
+    one_line_error(lmm("tune", "--repo", str(repo), check=False), 1, "recall.auto_tune", "'yes'")
+    (store_dir(repo) / "config.toml").write_text("[recall]\ntune_holdout = 1\n")
+    one_line_error(lmm("tune", "--repo", str(repo), check=False), 1, "recall.tune_holdout")
 
 
 def test_remember_links_files_and_is_idempotent(tmp_path: Path) -> None:

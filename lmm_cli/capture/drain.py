@@ -135,6 +135,11 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
                         time.sleep(0.01)
                 if result.events:
                     _refresh_indexes(ws, db)
+                if result.commits:
+                    from ..bench.autotune import maybe_start
+
+                    if maybe_start(ws, db):
+                        _log(ws, "tune-started")
             finally:
                 db.close()
             _log(ws, f"end events={result.events} commits={result.commits} bad={result.bad}")
