@@ -498,29 +498,19 @@ def bench_localize(
 
 def _record_bench_tune(ws: Any, rep: dict[str, Any], *, embed: bool) -> bool:
     """Keep the bench's fit under the rule `lmm tune` uses (it must generalise to the later half)."""
-    import time
-
-    from .address.recall import DEFAULT_WEIGHTS
-    from .bench.autotune import generalises, record
+    from .bench.autotune import settle
 
     default, tuned = rep["split"]["rows"][0], rep["split"]["rows"][1]
     late = {"queries": rep["split"]["late"],
             "default": {"hit1": default.hit1, "hit5": default.hit5, "mrr": default.mrr},
             "tuned": {"hit1": tuned.hit1, "hit5": tuned.hit5, "mrr": tuned.mrr}}
-    keep = generalises(late["default"], late["tuned"])
-    weights = dict(rep["weights"]["tuned_all"])
-    if not embed:
-        weights["dense"] = DEFAULT_WEIGHTS["dense"]
     db = ws.connect()
     try:
-        commits = db.execute("SELECT count(*) FROM episodes WHERE kind = 'commit' AND valid_to IS NULL").fetchone()[0]
-        record(db, {"at": time.time(), "commits": commits, "holdout": rep["holdout"], "queries": rep["queries"],
-                    "cut": rep["cut"], "embed": embed, "status": "saved" if keep else "kept-defaults",
-                    "late": late, "weights": weights if keep else dict(DEFAULT_WEIGHTS), "by": "bench"},
-               weights if keep else None)
+        out = settle(db, {"holdout": rep["holdout"], "queries": rep["queries"], "cut": rep["cut"], "embed": embed,
+                          "by": "bench"}, late, dict(rep["weights"]["tuned_all"]))
     finally:
         db.close()
-    return keep
+    return out["status"] == "saved"
 
 
 @app.command()

@@ -123,6 +123,23 @@ def generalises(late_default: dict[str, float], late_tuned: dict[str, float]) ->
     return (late_tuned["mrr"] + late_tuned["hit5"]) >= (late_default["mrr"] + late_default["hit5"]) - 1e-12
 
 
+def settle(db: sqlite3.Connection, base: dict[str, Any], late: dict[str, Any],
+           tuned_all: dict[str, float]) -> dict[str, Any]:
+    """Apply the rule to a finished fit, record the outcome and set the weights recall uses.
+    ``late``: {queries, default, tuned} scores on the later half; ``base`` carries at least
+    ``embed`` (without the dense channel its weight stays the default: it was not measured)."""
+    from ..address.recall import DEFAULT_WEIGHTS
+
+    keep = generalises(late["default"], late["tuned"])
+    if not base.get("embed", True):
+        tuned_all = {**tuned_all, "dense": DEFAULT_WEIGHTS["dense"]}
+    outcome = {"at": time.time(), "commits": _commit_count(db), **base,
+               "status": "saved" if keep else "kept-defaults", "late": late,
+               "weights": tuned_all if keep else dict(DEFAULT_WEIGHTS)}
+    record(db, outcome, tuned_all if keep else None)
+    return outcome
+
+
 # --------------------------------------------------------------------------- the fit
 
 
@@ -186,15 +203,9 @@ def tune_store(ws: Workspace, *, holdout: int | None = None, embed: bool | None 
                 all_tuned = scored("tuned", tuned_all, queries)
             finally:
                 lmm.close()
-        keep = generalises(late_default, late_tuned)
-        if not embed:  # the dense channel was not measured: its weight stays the default
-            tuned_all = {**tuned_all, "dense": DEFAULT_WEIGHTS["dense"]}
-        outcome = {**base, "status": "saved" if keep else "kept-defaults", "seconds": round(time.monotonic() - t0, 1),
-                   "late": {"queries": len(late), "default": late_default, "tuned": late_tuned},
-                   "all": {"default": all_default, "tuned": all_tuned},
-                   "weights": tuned_all if keep else dict(DEFAULT_WEIGHTS)}
-        record(db, outcome, tuned_all if keep else None)
-        return outcome
+        return settle(db, {**base, "seconds": round(time.monotonic() - t0, 1),
+                           "all": {"default": all_default, "tuned": all_tuned}},
+                      {"queries": len(late), "default": late_default, "tuned": late_tuned}, tuned_all)
     finally:
         db.close()
         lock.release()
