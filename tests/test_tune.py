@@ -77,7 +77,8 @@ def test_init_fits_the_weights_in_the_background_and_recall_uses_them(gen: dict[
 
 
 def test_lmm_tune_by_hand_is_repeatable_and_one_runs_at_a_time(gen: dict[str, Any]) -> None:
-    from lmm_cli.bench.autotune import _TuneLock
+    from lmm_cli.bench.autotune import LOCK_NAME
+    from lmm_cli.capture.lock import CaptureLock
 
     repo = gen["repo"]
     first = lmm_json("tune", "--repo", str(repo), "--holdout", "120", "--no-embed")
@@ -85,7 +86,7 @@ def test_lmm_tune_by_hand_is_repeatable_and_one_runs_at_a_time(gen: dict[str, An
     assert first["holdout"] == 120 and first["cut"] == again["cut"]  # type: ignore[index]
     assert first["status"] == again["status"] and first["weights"] == again["weights"]  # type: ignore[index]
     assert first["late"] == again["late"]  # type: ignore[index]
-    lock = _TuneLock(store_dir(repo))
+    lock = CaptureLock(store_dir(repo), LOCK_NAME)
     assert lock.acquire()
     try:
         p = lmm("tune", "--repo", str(repo), "--no-embed", check=False)

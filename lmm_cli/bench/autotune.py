@@ -18,7 +18,6 @@ enough and enough commits arrived since the last tune. One tune runs at a time (
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..capture.lock import CaptureLock, lock_is_held
 from ..errors import BadInput
 from ..workspace import Workspace
 
@@ -37,7 +37,7 @@ __all__ = ["tune_store", "record", "last_tuning", "maybe_start", "tuning_running
 
 STATE_KEY = "fusion_tuning"
 MIN_COMMITS = 150  # captured commits before an automatic tune is worth its CPU (about 30+ queries)
-LOCK_FILE = "tune.lock"
+LOCK_NAME = "tune"  # tune.lock: one tune at a time per store
 LOG_FILE = "tune.log"
 
 
@@ -45,39 +45,8 @@ class TuneBusy(BadInput):
     """Another tune holds the store's tune lock."""
 
 
-# --------------------------------------------------------------------------- the lock
-
-
-class _TuneLock:
-    def __init__(self, store_dir: Path) -> None:
-        self.path = store_dir / LOCK_FILE
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 def tuning_running(store_dir: Path) -> bool:
-    lock = _TuneLock(store_dir)
-    if not lock.path.exists():
-        return False
-    if lock.acquire():
-        lock.release()
-        return False
-    return True
+    return lock_is_held(store_dir, LOCK_NAME)
 
 
 # --------------------------------------------------------------------------- state
@@ -155,7 +124,7 @@ def tune_store(ws: Workspace, *, holdout: int | None = None, embed: bool | None 
     from .system import MIN_TUNE_QUERIES, LmmSystem, tune
 
     say = say or (lambda _m: None)
-    lock = _TuneLock(ws.dir)
+    lock = CaptureLock(ws.dir, LOCK_NAME)
     if not lock.acquire():
         raise TuneBusy("a tune is already running for this repository (see `lmm status`)")
     db = ws.connect()
@@ -194,7 +163,7 @@ def tune_store(ws: Workspace, *, holdout: int | None = None, embed: bool | None 
                 tuned_all, _ = tune(lmm, queries)
 
                 def scored(name: str, weights: dict[str, float], qs: list[Any]) -> dict[str, float]:
-                    r = evaluate(name, lambda t: [p for p, _ in _fuse(lmm, t, weights)], qs)
+                    r = evaluate(name, lmm.ranker(weights), qs)
                     return {"hit1": r.hit1, "hit5": r.hit5, "mrr": r.mrr}
 
                 late_default = scored("default", DEFAULT_WEIGHTS, late)
@@ -209,12 +178,6 @@ def tune_store(ws: Workspace, *, holdout: int | None = None, embed: bool | None 
     finally:
         db.close()
         lock.release()
-
-
-def _fuse(system: Any, text: str, weights: dict[str, float]) -> list[tuple[str, float]]:
-    from ..address.recall import Recaller
-
-    return [(p, s) for p, s in Recaller.fuse(system.channels(text), weights) if p in system.recaller.files][:100]
 
 
 # --------------------------------------------------------------------------- in the background

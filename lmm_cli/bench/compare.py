@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller
+from ..address.recall import CHANNELS, DEFAULT_WEIGHTS
 from .system import MIN_TUNE_QUERIES, LmmSystem, tune
 
 __all__ = ["localize", "report_markdown", "BASELINES"]
@@ -25,13 +25,6 @@ def _baselines(names: Sequence[str]) -> list[Any]:
 
     make = {"bm25": B.BM25Contents, "history": B.BM25PathHistory, "dense": B.DenseChunks, "repomap": B.RepoMap}
     return [make[n]() for n in names]
-
-
-def _fused(system: LmmSystem, weights: dict[str, float]) -> Callable[[str], list[str]]:
-    def rank(text: str) -> list[str]:
-        assert system.recaller is not None
-        return [p for p, _ in Recaller.fuse(system.channels(text), weights) if p in system.recaller.files][:100]
-    return rank
 
 
 def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, embed: bool = True,
@@ -56,8 +49,8 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
             early, late = tune_split(queries)
             tuned_early, _ = tune(lmm, early)
             split_rows = [
-                evaluate("lmm, default weights", _fused(lmm, DEFAULT_WEIGHTS), late),
-                evaluate("lmm, tuned on the early half", _fused(lmm, tuned_early), late),
+                evaluate("lmm, default weights", lmm.ranker(DEFAULT_WEIGHTS), late),
+                evaluate("lmm, tuned on the early half", lmm.ranker(tuned_early), late),
             ] + [evaluate(s.name, lambda t, s=s: s.rank(t, 100), late) for s in systems[1:]]
             tuned_all, _ = tune(lmm, queries)
         finally:

@@ -61,10 +61,14 @@ class LmmSystem:
             self.cache[query] = self.recaller.channel_scores(query)[0]
         return self.cache[query]
 
-    def rank(self, query: str, k: int = 10) -> list[str]:
+    def rank(self, query: str, k: int = 10, weights: dict[str, float] | None = None) -> list[str]:
         assert self.recaller is not None
-        ranked = Recaller.fuse(self.channels(query), self.weights)
+        ranked = Recaller.fuse(self.channels(query), self.weights if weights is None else weights)
         return [p for p, _ in ranked if p in self.recaller.files][:k]
+
+    def ranker(self, weights: dict[str, float], depth: int = 100) -> Callable[[str], list[str]]:
+        """Query → ranked paths under ``weights`` (from the cached channel scores): for scoring fits."""
+        return lambda query: self.rank(query, depth, weights)
 
     def close(self) -> None:
         if self.recaller is not None:

@@ -37,7 +37,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 
 from ..address.intent import TEST_DIRS as _TEST_DIRS, TEST_NAMES as _TEST_NAMES, is_test as _is_test

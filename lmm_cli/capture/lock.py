@@ -18,9 +18,12 @@ __all__ = ["CaptureLock", "lock_is_held"]
 
 
 class CaptureLock:
-    def __init__(self, store_dir: Path) -> None:
-        self.path = store_dir / "drain.lock"
-        self.pidfile = store_dir / "drain.pid"
+    """``name``: the lock's file stem; "drain" (captured history) unless another single-runner job
+    of the store (the background tune: "tune") uses the same mechanism."""
+
+    def __init__(self, store_dir: Path, name: str = "drain") -> None:
+        self.path = store_dir / f"{name}.lock"
+        self.pidfile = store_dir / f"{name}.pid"
         self.fd: int | None = None
 
     def acquire(self, wait: float = 0.0) -> bool:
@@ -37,7 +40,7 @@ class CaptureLock:
                     return False
                 time.sleep(0.05)
         self.fd = fd
-        tmp = self.pidfile.with_name(f"drain.pid.{os.getpid()}")
+        tmp = self.pidfile.with_name(f"{self.pidfile.name}.{os.getpid()}")
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, self.pidfile)
         return True
@@ -71,8 +74,8 @@ class CaptureLock:
         self.release()
 
 
-def lock_is_held(store_dir: Path) -> bool:
-    path = store_dir / "drain.lock"
+def lock_is_held(store_dir: Path, name: str = "drain") -> bool:
+    path = store_dir / f"{name}.lock"
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDWR)
