@@ -43,7 +43,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    bench_env, clone, generated_repo, lmm_command, lmm_status, make_tempdir, md_table,
+    bench_env,
+    clone,
+    generated_repo,
+    lmm_command,
+    lmm_status,
+    make_tempdir,
+    md_table,
     resolve_repo,
 )
 
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## backfill ({label})")
         print()
         print(md_table(
-            ["commits", "git log s (best of %d)" % len(git_times), "lmm init s", "ratio", "commits/s", "store MB", "target", "result"],
+            ["commits", f"git log s (best of {len(git_times)})", "lmm init s", "ratio", "commits/s", "store MB", "target", "result"],
             [[commits, f"{git_s:.2f}", f"{init_s:.2f}", f"{ratio:.2f}x", f"{commits / init_s:,.0f}",
               f"{store_bytes / 1e6:.2f}", f"<= {args.target:g}x", "PASS" if ok else "FAIL"]]))
         print()

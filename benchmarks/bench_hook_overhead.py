@@ -50,8 +50,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    bench_env, clone, generated_repo, lmm_command, lmm_status, make_tempdir, md_table, median,
-    percentile, resolve_repo,
+    bench_env,
+    clone,
+    generated_repo,
+    lmm_command,
+    lmm_status,
+    make_tempdir,
+    md_table,
+    median,
+    percentile,
+    resolve_repo,
 )
 
 TEXT_EXTS = {

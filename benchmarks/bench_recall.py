@@ -24,7 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    bench_env, clone, generated_repo, lmm_command, make_tempdir, md_table, median, percentile, resolve_repo,
+    bench_env,
+    clone,
+    generated_repo,
+    lmm_command,
+    make_tempdir,
+    md_table,
+    median,
+    percentile,
+    resolve_repo,
 )
 
 
@@ -60,13 +68,13 @@ def main() -> int:
 
     # Warm, in process: the Recaller a long-lived server keeps.
     os.environ.update(env)
+    from lmm_cli.address.dense import stored_encoder
     from lmm_cli.address.recall import Recaller
-    from lmm_cli.core import _encoder_for
     from lmm_cli.workspace import open_workspace
 
     ws = open_workspace(repo)
     db = ws.connect()
-    encoder = None if a.no_embed else _encoder_for(db)
+    encoder = None if a.no_embed else stored_encoder(db)
     rec = Recaller(db, ws.repo.root, encoder=encoder)
     rec.recall(subjects[0])  # load the indexes once
     warm = []

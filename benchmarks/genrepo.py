@@ -57,9 +57,10 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 __all__ = ["generate"]
 
@@ -251,7 +252,7 @@ class F:
         self._rp = None
         self._rb = None
 
-    def evolve(self, **kw) -> "F":
+    def evolve(self, **kw) -> F:
         d = {k: getattr(self, k) for k in ("fid", "kind", "mod", "doc", "imports", "units",
                                             "head", "tail", "data", "mode", "sep")}
         d.update(kw)

@@ -34,7 +34,7 @@ if [ -d "$__lmm_q" ]; then
     if [ -r @PIDFILE@ ]; then read -r __lmm_p <@PIDFILE@ 2>/dev/null || :; fi
     if [ -z "$__lmm_p" ] || ! kill -0 "$__lmm_p" 2>/dev/null; then
       # Fully detached (double fork, stdio on /dev/null) so git does not wait for it.
-      ( @PYTHON@ -m lmm_cli.capture.drain @STORE@ </dev/null >/dev/null 2>&1 & ) >/dev/null 2>&1 || :
+      ( @PYTHON@ -m lmm_cli.jobs.drain @STORE@ </dev/null >/dev/null 2>&1 & ) >/dev/null 2>&1 || :
     fi
   fi
 fi

@@ -13,9 +13,13 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 from . import __version__
 from .errors import LmmError
@@ -43,20 +47,21 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON object for machines
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _stderr():  # type: ignore[no-untyped-def]
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
 
 
-def _stdout():  # type: ignore[no-untyped-def]
+def _stdout() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
 
 
 def handled(fn: F) -> F:
-    """Turn domain errors into a one-line message and exit 1; Ctrl-C into exit 130."""
+    """Turn domain errors into a one-line message and their exit code (1; 2 for a bad argument);
+    Ctrl-C into exit 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,6 +78,14 @@ def handled(fn: F) -> F:
                 raise
             print(f"lmm: {err}", file=sys.stderr)
             raise typer.Exit(err.exit_code) from None
+        except OSError as e:  # a full disk or a read-only folder met outside the store's own checks
+            from .errors import from_os_error
+
+            err2 = from_os_error(e)
+            if err2 is None:
+                raise
+            print(f"lmm: {err2}", file=sys.stderr)
+            raise typer.Exit(err2.exit_code) from None
         except KeyboardInterrupt:
             print("lmm: interrupted; what was captured is kept (run `lmm ingest` to continue)", file=sys.stderr)
             raise typer.Exit(130) from None
@@ -95,12 +108,18 @@ class _Bar:
     ``bar(stage, done, total)``."""
 
     def __init__(self) -> None:
-        self.progress = None
+        self.progress: Progress | None = None
         self.tasks: dict[str, Any] = {}
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> _Bar:
         if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
                                      TimeRemainingColumn(), console=_stderr(), transient=True)
@@ -237,7 +256,8 @@ def recall(
 def brief_cmd(
     repo: Optional[Path] = RepoOpt,
     budget: int = typer.Option(2000, "--budget", "-b", help="Most tokens the brief may use."),
-    write: Optional[Path] = typer.Option(None, "--write", help="Keep lmm's section of this file (e.g. CLAUDE.md) up to date; text outside lmm's markers is left alone."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Keep lmm's section of this file (e.g. CLAUDE.md) up to "
+                                                               "date; text outside lmm's markers is left alone."),
     as_json: bool = JsonOpt,
 ) -> None:
     """The repository-wide brief: layout, central modules, conventions, hot spots, recent direction.
@@ -368,15 +388,10 @@ def remember(
 
     Example: `lmm remember "we keep auth tokens in the OS keyring, never in files"`
     """
-    from .capture.notes import remember as do_remember
+    from . import core
 
     note = sys.stdin.read() if text == ["-"] else " ".join(text)
-    ws = _workspace(repo)
-    db = ws.connect()
-    try:
-        res = do_remember(ws, db, note)
-    finally:
-        db.close()
+    res = core.remember(_workspace(repo), note)
     if as_json:
         _emit_json({"id": res.id, "source": res.source, "new": res.new, "files": res.files, "redacted": res.redacted})
         return
@@ -397,11 +412,10 @@ def hooks_install(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> No
 
     Example: `lmm hooks install`
     """
-    from .capture import hooks as h
+    from . import core
 
     ws = _workspace(repo)
-    ws.connect().close()  # not initialised → a clear error, not hooks pointing at nothing
-    states = h.install(ws)
+    states = core.install_hooks(ws)
     if as_json:
         _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
         return
@@ -415,10 +429,10 @@ def hooks_uninstall(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> 
 
     Example: `lmm hooks uninstall`
     """
-    from .capture import hooks as h
+    from . import core
 
     ws = _workspace(repo)
-    states = h.uninstall(ws)
+    states = core.uninstall_hooks(ws)
     if as_json:
         _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
         return
@@ -433,10 +447,10 @@ def hooks_status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> Non
 
     Example: `lmm hooks status --json`
     """
-    from .capture import hooks as h
+    from . import core
 
     ws = _workspace(repo)
-    states = h.hook_status(ws)
+    states = core.hook_states(ws)
     if as_json:
         _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
         return
@@ -452,7 +466,8 @@ def bench_localize(
     baselines: str = typer.Option("bm25,history,dense,repomap", "--baselines",
                                   help="Comma-separated baselines to run beside lmm (bm25, history, dense, repomap)."),
     no_embed: bool = typer.Option(False, "--no-embed", help="lmm without its dense channel (and no dense baseline)."),
-    tune_: bool = typer.Option(False, "--tune", help="Save the weights fitted on all held-out commits into this repository's store."),
+    tune_: bool = typer.Option(False, "--tune",
+                               help="Save the weights fitted on all held-out commits into this repository's store."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Time travel: cut the history before the last N commits, rebuild memory from what existed
@@ -461,56 +476,26 @@ def bench_localize(
 
     Example: `lmm bench localize --holdout 100 --tune`
     """
-    from .bench.compare import BASELINES, localize, report_markdown
-    from .bench.system import MIN_TUNE_QUERIES
-    from .errors import BadInput
+    from .bench.compare import bench_localize, report_markdown, tune_refused
 
     ws = _workspace(repo)
     names = [b.strip() for b in baselines.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BASELINES]
-    if unknown:
-        raise BadInput(f"--baselines: unknown {', '.join(unknown)} (choose from {', '.join(BASELINES)})")
-    if holdout < 2:
-        raise BadInput(f"--holdout must be at least 2, got {holdout}")
-    if no_embed:
-        names = [b for b in names if b != "dense"]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
-    rep = localize(ws.repo.root, holdout, baselines=names, embed=not no_embed, say=say)
-    save = False
-    if tune_ and rep["tuned"]:
-        save = _record_bench_tune(ws, rep, embed=not no_embed)
+    rep = bench_localize(ws, holdout=holdout, baselines=names, embed=not no_embed, tune=tune_, say=say)
     if as_json:
         from dataclasses import asdict
 
-        out = {**rep, "rows": [asdict(r) for r in rep["rows"]], "saved_weights": save,
+        out = {**rep, "rows": [asdict(r) for r in rep["rows"]],
                "split": {**rep["split"], "rows": [asdict(r) for r in rep["split"]["rows"]]}}
         _emit_json(out)
     else:
         sys.stdout.write(report_markdown(rep))
-        if save:
+        if rep["saved_weights"]:
             print("\nsaved the tuned weights: `lmm recall` now uses them")
         elif tune_ and rep["tuned"]:
             print("\nkept the default weights: the weights fitted on the early half did worse on the later half")
-    if tune_ and not save:
-        raise BadInput(f"--tune: only {rep['queries']} usable held-out commits; at least {MIN_TUNE_QUERIES} are "
-                       "needed to fit weights worth keeping (raise --holdout if the history is long enough)")
-
-
-def _record_bench_tune(ws: Any, rep: dict[str, Any], *, embed: bool) -> bool:
-    """Keep the bench's fit under the rule `lmm tune` uses (it must generalise to the later half)."""
-    from .bench.autotune import settle
-
-    default, tuned = rep["split"]["rows"][0], rep["split"]["rows"][1]
-    late = {"queries": rep["split"]["late"],
-            "default": {"hit1": default.hit1, "hit5": default.hit5, "mrr": default.mrr},
-            "tuned": {"hit1": tuned.hit1, "hit5": tuned.hit5, "mrr": tuned.mrr}}
-    db = ws.connect()
-    try:
-        out = settle(db, {"holdout": rep["holdout"], "queries": rep["queries"], "cut": rep["cut"], "embed": embed,
-                          "by": "bench"}, late, dict(rep["weights"]["tuned_all"]))
-    finally:
-        db.close()
-    return out["status"] == "saved"
+    if tune_ and not rep["tuned"]:
+        raise tune_refused(rep)
 
 
 @app.command()
@@ -532,23 +517,19 @@ def tune(
 
     Example: `lmm tune` (or `lmm tune --holdout 150 --no-embed`)
     """
-    from .bench.autotune import tune_store
-    from .errors import BadInput
+    from . import core
+    from .errors import HistoryTooShort
 
-    if holdout is not None and holdout < 2:
-        raise BadInput(f"--holdout must be at least 2, got {holdout}")
     ws = _workspace(repo)
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
     with _Bar() as bar:
-        out = tune_store(ws, holdout=holdout, embed=False if no_embed else None, say=say, progress=bar)
+        out = core.tune(ws, holdout=holdout, embed=False if no_embed else None, say=say, progress=bar)
     if as_json:
         _emit_json(out)
     else:
-        from . import core
-
         print(_fusion_line(core.status(ws)["fusion"]))
     if out["status"] == "too-short":
-        raise BadInput(f"not tuned: {out['reason']}")
+        raise HistoryTooShort(f"not tuned: {out['reason']}")
 
 
 def run() -> None:

@@ -1,7 +1,9 @@
-"""The operations behind the CLI (and, later, the MCP server): init, ingest, status, log.
+"""The operations behind the CLI, the background jobs and (next) the MCP server and assistant hooks.
 
-Each takes a Workspace and returns plain data; printing is the caller's business. Capture (git
-parsing, redaction) is imported only by the operations that capture, so `status` and `log` start fast.
+Each takes a Workspace and returns plain data; printing is the caller's business. Bad arguments
+raise ``BadArgument`` (exit 2 at the CLI edge), other user-fixable problems an ``LmmError`` with a
+one-line fix-it message. Capture (git parsing, redaction) is imported only by the operations that
+capture, so `status` and `log` start fast.
 """
 
 from __future__ import annotations
@@ -11,23 +13,24 @@ import os
 import re
 import sqlite3
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .capture import hooks as hooks_mod
 from .capture import queue as q
-from .capture.drain import drain
-from .capture.lock import CaptureLock, lock_is_held
-from .errors import BadInput
+from .capture.drain import DrainResult, drain
+from .errors import BadArgument
+from .integrations import githooks as hooks_mod
 from .store.db import DB_FILE
+from .store.lock import CaptureLock, lock_is_held
 from .store.migrations import MIGRATIONS, schema_version
 from .workspace import Workspace
 
-__all__ = ["init", "ingest", "status", "log", "parse_since", "build", "recall", "brief"]
+__all__ = ["init", "ingest", "after_capture", "status", "log", "parse_since", "build", "recall", "brief", "tune"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
+MAX_ROWS = 2**63 - 1
 
 
 def _rebuild(ws: Workspace) -> str | None:
@@ -58,7 +61,7 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
             with CaptureLock(ws.dir).acquire_or_raise():
                 result = capture_history(ws, db, capture="backfill",
                                          progress=(lambda d, t: stages("capturing history", d, t)) if stages else None)
-                built = build(ws, db, embed=embed, progress=stages)
+                built = after_capture(ws, db, embed=embed, progress=stages, tune=False)["index"]
         head = ws.repo.head()
         out = {
             "repo": str(ws.repo.root),
@@ -73,18 +76,53 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
         }
     finally:
         db.close()
-    drain(ws, wait=5.0)  # events hooks queued while we held the lock
+    drain(ws, wait=5.0, after=_after_drain)  # events hooks queued while we held the lock
     out["tuning_started"] = _maybe_tune(ws)
     return out
 
 
-def _maybe_tune(ws: Workspace) -> bool:
-    """Start the background fit of recall's weights if one is due (see bench/autotune.py)."""
-    from .bench.autotune import maybe_start
+def _after_drain(ws: Workspace, db: sqlite3.Connection, result: DrainResult) -> None:
+    after_capture(ws, db, new_commits=result.commits)
 
+
+def after_capture(ws: Workspace, db: sqlite3.Connection, *, embed: bool | None = None,
+                  progress: Stages | None = None, new_commits: int = 1, tune: bool = True) -> dict[str, Any]:
+    """What follows every capture (init, ingest, the hook-woken drainer): bring the indexes up to
+    date — incremental, only what changed is re-read or embedded — then, when commits arrived and a
+    fit of recall's weights is due, start one in the background.
+
+    ``embed``: None keeps the store as it is (embeddings only where it has them already, so
+    `init --no-embed` stays that way)."""
+    if embed is None:
+        embed = db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is not None
+    index = build(ws, db, embed=embed, progress=progress)
+    started = bool(tune and new_commits) and _start_tune_if_due(ws, db)
+    return {"index": index, "tuning_started": started}
+
+
+def _start_tune_if_due(ws: Workspace, db: sqlite3.Connection) -> bool:
+    """Start ``jobs.tune`` detached when a fit is due. Never raises: fitting is an optimisation."""
+    import subprocess
+    import sys
+
+    from .model.fusion import due
+
+    try:
+        if not due(ws, db):
+            return False
+        ws.logs.mkdir(exist_ok=True)
+        subprocess.Popen([sys.executable, "-m", "lmm_cli.jobs.tune", str(ws.dir)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True, cwd=str(ws.dir))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _maybe_tune(ws: Workspace) -> bool:
     db = ws.connect()
     try:
-        return maybe_start(ws, db)
+        return _start_tune_if_due(ws, db)
     finally:
         db.close()
 
@@ -97,10 +135,10 @@ def ingest(ws: Workspace, *, embed: bool = True, stages: Stages | None = None) -
         with CaptureLock(ws.dir).acquire_or_raise():
             result = capture_history(ws, db, capture="ingest",
                                      progress=(lambda d, t: stages("capturing history", d, t)) if stages else None)
-            built = build(ws, db, embed=embed, progress=stages)
+            built = after_capture(ws, db, embed=embed, progress=stages, tune=False)["index"]
     finally:
         db.close()
-    drained = drain(ws, wait=5.0)
+    drained = drain(ws, wait=5.0, after=_after_drain)
     out = result.as_dict()
     out["index"] = built
     out["events"] = drained.events
@@ -133,7 +171,7 @@ def status(ws: Workspace) -> dict[str, Any]:
         version = schema_version(db)
         row = db.execute("SELECT value FROM state WHERE key = 'last_ingest'").fetchone()
         last_ingest = row[0] if row else None
-        from .bench.autotune import last_tuning, tuning_running
+        from .model.fusion import last_tuning, tuning_running
 
         fusion = {
             "weights": "tuned" if db.execute("SELECT 1 FROM state WHERE key = 'fusion_weights'").fetchone() else "default",
@@ -165,7 +203,8 @@ def status(ws: Workspace) -> dict[str, Any]:
     }
 
 
-_RELATIVE = re.compile(r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?|mo|months?|y|years?)\s*(ago)?\s*$", re.I)
+_RELATIVE = re.compile(
+    r"^\s*(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?|mo|months?|y|years?)\s*(ago)?\s*$", re.I)
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -180,7 +219,7 @@ def parse_since(text: str, now: float | None = None) -> float:
     try:
         dt = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise BadInput(f"--since: cannot read {text!r}; use a date (2026-01-31) or an age (3d, 2 weeks)") from None
+        raise BadArgument(f"--since: cannot read {text!r}; use a date (2026-01-31) or an age (3d, 2 weeks)") from None
     if dt.tzinfo is None:
         dt = dt.astimezone()  # a bare date means local time, as git reads it
     return dt.timestamp()
@@ -189,10 +228,12 @@ def parse_since(text: str, now: float | None = None) -> float:
 def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since: float | None = None,
         include_superseded: bool = False) -> list[dict[str, Any]]:
     if limit <= 0:
-        raise BadInput(f"-n must be a positive number, got {limit}")
+        raise BadArgument(f"-n must be a positive number, got {limit}")
+    limit = min(limit, MAX_ROWS)  # "as many as there are": SQLite's integers stop at 2**63 - 1
     db = ws.connect()
     try:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if kinds:
             where.append(f"kind IN ({','.join('?' * len(kinds))})")
             args += kinds
@@ -213,7 +254,7 @@ def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since
                 "SELECT DISTINCT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY symbol", (r["id"],))]
             out.append({
                 "id": r["id"], "kind": r["kind"], "source": r["source"],
-                "ts": r["ts"], "date": datetime.fromtimestamp(r["ts"], timezone.utc).isoformat(timespec="seconds"),
+                "ts": r["ts"], "date": datetime.fromtimestamp(r["ts"], UTC).isoformat(timespec="seconds"),
                 "author": r["author"], "title": r["title"], "body": r["body"],
                 "tier": r["tier"], "salience": r["salience"], "strength": r["strength"],
                 "superseded_by": r["superseded_by"], "valid_to": r["valid_to"],
@@ -227,46 +268,28 @@ def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since
 
 def build(ws: Workspace, db: sqlite3.Connection, *, embed: bool = True, progress: Stages | None = None) -> dict[str, Any]:
     """Refresh the code index, the reference-graph ranks and (unless ``embed`` is off) embeddings."""
-    from .address.build import build_indexes
-    from .capture.ignore import IgnoreRules
+    from .address.build import refresh
 
-    encoder = None
-    if embed:
-        from .model.encoder import load_encoder
-
-        name = ws.config().models.encoder
-        encoder = load_encoder(name)
-        # A first build embeds thousands of texts: torch (sentence-transformers) does that about
-        # twice as fast as the numpy path, which is worth its seconds of import only then.
-        if db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone() is None:
-            encoder = load_encoder(name, fast=False)
-    return build_indexes(db, ws.repo.root, ignore=IgnoreRules.load(ws.repo.root), encoder=encoder, embed=embed,
-                         progress=progress).as_dict()
-
-
-def _encoder_for(db: sqlite3.Connection, name: str | None = None) -> Any:
-    """The encoder whose vectors this store holds, or None when there are none (dense is skipped)."""
-    from .model.encoder import PACKAGED, load_encoder
-
-    encoder = load_encoder(name or PACKAGED)
-    has = db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone()
-    return encoder if has else None
+    return refresh(ws, db, embed=embed, progress=progress)
 
 
 def recall(ws: Workspace, query: str, *, budget: int, fast: bool = False, k: int = 10) -> dict[str, Any]:
+    from .address.dense import stored_encoder
     from .address.recall import Recaller
     from .brief.recall_brief import recall_brief
 
     query = " ".join(query.split())
     if not query:
-        raise BadInput("recall needs a query, e.g. lmm recall \"auth module\"")
+        raise BadArgument("recall needs a query, e.g. lmm recall \"auth module\"")
     if budget < 50:
-        raise BadInput(f"--budget must be at least 50 tokens, got {budget}")
+        raise BadArgument(f"--budget must be at least 50 tokens, got {budget}")
+    if k < 1:
+        raise BadArgument(f"-k must be at least 1, got {k}")
     db = ws.connect()
     try:
         if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
             build(ws, db, embed=False)  # first recall on a store indexed before the code index existed
-        encoder = None if fast else _encoder_for(db, ws.config().models.encoder)
+        encoder = None if fast else stored_encoder(db, ws.config().models.encoder)
         rec = Recaller(db, ws.repo.root, encoder=encoder).recall(query, k_files=k)
         brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget)
         out = rec.as_dict()
@@ -283,7 +306,7 @@ def brief(ws: Workspace, *, budget: int = 2000, write: Path | None = None) -> di
     from .brief.repo import repo_brief, write_section
 
     if budget < 100:
-        raise BadInput(f"--budget must be at least 100 tokens, got {budget}")
+        raise BadArgument(f"--budget must be at least 100 tokens, got {budget}")
     db = ws.connect()
     try:
         if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
@@ -297,3 +320,40 @@ def brief(ws: Workspace, *, budget: int = 2000, write: Path | None = None) -> di
         out["written"] = str(target)
         out["changed"] = write_section(target, res.markdown)
     return out
+
+
+def tune(ws: Workspace, *, holdout: int | None = None, embed: bool | None = None,
+         say: Callable[[str], None] | None = None, progress: Stages | None = None) -> dict[str, Any]:
+    """Fit recall's fusion weights to this repository's history now (``model.fusion.tune_store``);
+    the recorded outcome, whatever it was."""
+    from .model.fusion import tune_store
+
+    if holdout is not None and holdout < 2:
+        raise BadArgument(f"--holdout must be at least 2, got {holdout}")
+    return tune_store(ws, holdout=holdout, embed=embed, say=say, progress=progress)
+
+
+def remember(ws: Workspace, text: str) -> Any:
+    """Store a note (redacted; the files it names are linked). Idempotent on the same text."""
+    from .capture.notes import remember as capture_note
+
+    db = ws.connect()
+    try:
+        return capture_note(ws, db, text)
+    finally:
+        db.close()
+
+
+def install_hooks(ws: Workspace) -> list[Any]:
+    """Install lmm's git hooks beside whatever is there (idempotent)."""
+    ws.connect().close()  # not initialised → a clear error, not hooks pointing at nothing
+    return hooks_mod.install(ws)
+
+
+def uninstall_hooks(ws: Workspace) -> list[Any]:
+    """Take lmm's git hooks out, leaving the hooks folder as it was before. The memory is kept."""
+    return hooks_mod.uninstall(ws)
+
+
+def hook_states(ws: Workspace) -> list[Any]:
+    return hooks_mod.hook_status(ws)

@@ -13,8 +13,14 @@ __all__ = [
     "StoreTooNew",
     "StoreLocked",
     "StoreCorrupt",
+    "StoreUnwritable",
+    "StoreFull",
+    "HooksError",
     "ConfigError",
     "BadInput",
+    "BadArgument",
+    "HistoryTooShort",
+    "from_os_error",
 ]
 
 
@@ -69,9 +75,60 @@ class StoreCorrupt(LmmError):
         )
 
 
+class StoreUnwritable(LmmError):
+    """The store's folder cannot be created or written (a read-only disk or folder, LMM_HOME at a file)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        hint = ("point LMM_HOME at a writable folder, or unset it" if _lmm_home_involved(path)
+                else "make it writable (or set LMM_HOME to a writable folder) and try again")
+        super().__init__(f"cannot write the store at {path} ({detail}); {hint}")
+
+
+class StoreFull(LmmError):
+    def __init__(self, path: str | None) -> None:
+        super().__init__(
+            f"no space left for {_store(path)}; free some disk space, then run `lmm ingest` to continue "
+            "(what was captured before is kept)"
+        )
+
+
+def _lmm_home_involved(path: str) -> bool:
+    import os
+
+    home = os.environ.get("LMM_HOME")
+    return home is not None and home != "" and path.startswith(os.path.abspath(os.path.expanduser(home)))
+
+
+class HooksError(LmmError):
+    """Something in the git hooks folder stops lmm from installing or removing its hooks."""
+
+
 class ConfigError(LmmError):
     pass
 
 
 class BadInput(LmmError):
     pass
+
+
+class BadArgument(BadInput):
+    """A value a command (or an MCP tool) was given is out of range or unreadable: a usage error."""
+
+    exit_code = 2
+
+
+class HistoryTooShort(BadInput):
+    """The repository's history has too few commits for what was asked (replay, fitting)."""
+
+
+def from_os_error(e: OSError) -> LmmError | None:
+    """The domain error for a file-system failure a user can fix (a full disk, a read-only folder);
+    None for the rest, which are bugs and keep their traceback."""
+    import errno
+
+    where = e.filename if isinstance(e.filename, str) else None
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StoreFull(where)
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+        return StoreUnwritable(where or "this repository's store", e.strerror or str(e))
+    return None

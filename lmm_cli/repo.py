@@ -1,8 +1,9 @@
 """Find the git repository lmm works on, and run git in it with a clean environment.
 
-Git exports GIT_DIR, GIT_INDEX_FILE and friends to hooks; a background drainer started from a hook
-must not inherit them (GIT_INDEX_FILE can point at a lock file), so every git call goes through
-``git_env()``.
+Git exports GIT_DIR, GIT_INDEX_FILE and friends to hooks; a background drainer (or a fit it starts)
+must not inherit them (GIT_INDEX_FILE can point at a lock file, GIT_DIR at another repository), so
+every git call in lmm goes through ``run_git`` or ``popen_git`` here, which run it with
+``git_env()``. A test keeps it so.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import BareRepository, LmmError, NotARepository
 
-__all__ = ["Repo", "discover", "git_env", "store_dir_for", "GitError"]
+__all__ = ["Repo", "discover", "git_env", "run_git", "popen_git", "store_dir_for", "GitError"]
 
 # Variables git sets for hooks that would redirect a child git to the wrong repository or index.
 _GIT_SCOPED = (
@@ -38,18 +40,35 @@ def git_env() -> dict[str, str]:
     return env
 
 
+def _command(args: tuple[str, ...]) -> str:
+    """The git subcommand in ``args`` (past ``-c key=value`` and ``-C dir``), for messages."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("-c", "-C") else 1
+    return args[i] if i < len(args) else "git"
+
+
 def run_git(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+    """Run git in ``cwd`` without the hook variables; its stdout. ``check``: a non-zero exit raises
+    ``GitError`` with git's last line of stderr."""
     try:
         p = subprocess.run(
-            ["git", *args], cwd=cwd, env=git_env(), input=input,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            ["git", *args], cwd=cwd, env=git_env(), input=input, capture_output=True,
         )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     if check and p.returncode != 0:
         msg = p.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"git {args[0]} failed: {msg[-1] if msg else 'exit ' + str(p.returncode)}")
+        raise GitError(f"git {_command(args)} failed: {msg[-1] if msg else 'exit ' + str(p.returncode)}")
     return p.stdout
+
+
+def popen_git(cwd: Path | None, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start git streaming (``subprocess.Popen`` keywords pass through), without the hook variables."""
+    try:
+        return subprocess.Popen(["git", *args], cwd=cwd, env=git_env(), **kwargs)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
 
 
 @dataclass(frozen=True)
@@ -74,13 +93,13 @@ def discover(path: Path | str | None = None) -> Repo:
         raise NotARepository(f"{start} (no such directory)")
     if start.is_file():
         start = start.parent
-    probe = subprocess.run(
-        ["git", "rev-parse", "--is-bare-repository", "--is-inside-work-tree"],
-        cwd=start, env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    if probe.returncode != 0:
-        raise NotARepository(str(start))
-    bare, inside = probe.stdout.decode().split()[:2]
+    try:
+        probe = run_git(start, "rev-parse", "--is-bare-repository", "--is-inside-work-tree")
+    except GitError as e:
+        if "not installed" in str(e):
+            raise
+        raise NotARepository(str(start)) from None
+    bare, inside = probe.decode().split()[:2]
     if bare == "true":
         raise BareRepository(str(start.resolve()))
     if inside != "true":  # inside .git itself

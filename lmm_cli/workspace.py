@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import CONFIG_FILE, Config, load_config
-from .errors import NotInitialised
+from .errors import NotInitialised, StoreUnwritable
 from .repo import Repo, discover, store_dir_for
 from .store.db import DB_FILE, connect
 
@@ -64,11 +64,16 @@ class Workspace:
 
     def create(self) -> sqlite3.Connection:
         """Create the store folder (idempotent) and return a connection to a migrated store."""
-        for d in (self.dir, self.queue, self.logs):
-            d.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            shutil.copyfile(data_file("templates", "config.toml"), self.config_path)
-        self.write_repo_json()
+        try:
+            for d in (self.dir, self.queue, self.logs):
+                d.mkdir(parents=True, exist_ok=True)
+            if not self.config_path.exists():
+                shutil.copyfile(data_file("templates", "config.toml"), self.config_path)
+            self.write_repo_json()
+        except (FileExistsError, NotADirectoryError) as e:
+            raise StoreUnwritable(str(self.dir), f"{e.filename} is a file, not a folder") from None
+        except OSError as e:
+            raise StoreUnwritable(str(self.dir), e.strerror or str(e)) from None
         return connect(self.dir, create=True)
 
     def write_repo_json(self) -> None:

@@ -78,8 +78,15 @@ def git(repo: Path, *args: str, input: str | None = None, env: dict[str, str] | 
     return p.stdout
 
 
+_BUILDS = ("init", "ingest", "tune")  # the commands that embed unless told not to
+
+
 def lmm(*args: str, cwd: Path | None = None, input: str | None = None, check: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, embed: bool = False) -> subprocess.CompletedProcess[str]:
+    """``lmm ARGS`` as a subprocess. ``init``, ``ingest`` and ``tune`` run with ``--no-embed`` unless
+    ``embed``: loading the encoder costs seconds, and only the tests about embeddings need it."""
+    if args and args[0] in _BUILDS and not embed and "--no-embed" not in args and "--help" not in args:
+        args = (*args, "--no-embed")
     p = subprocess.run([sys.executable, "-m", "lmm_cli", *args], cwd=cwd, input=input, capture_output=True,
                        text=True, env={**os.environ, **(env or {})})
     if check and p.returncode != 0:
@@ -87,8 +94,8 @@ def lmm(*args: str, cwd: Path | None = None, input: str | None = None, check: bo
     return p
 
 
-def lmm_json(*args: str, cwd: Path | None = None) -> object:
-    return json.loads(lmm(*args, "--json", cwd=cwd).stdout)
+def lmm_json(*args: str, cwd: Path | None = None, embed: bool = False) -> object:
+    return json.loads(lmm(*args, "--json", cwd=cwd, embed=embed).stdout)
 
 
 def commit_file(repo: Path, path: str, content: str, message: str) -> str:

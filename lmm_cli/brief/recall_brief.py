@@ -62,9 +62,9 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
                                    [Citation("note", str(n.id), label=f"note {n.date}")]))
     breaks = Section("What tends to break")
     for f in rec.files[:6]:
-        line = _breakage(db, f.path)
-        if line:
-            breaks.lines.append(line)
+        broke = _breakage(db, f.path)
+        if broke:
+            breaks.lines.append(broke)
     text, tokens, _ = render(
         f"lmm recall: {rec.query}", [where, happened, breaks] if rec.relevant else [],
         budget=budget, count=count_tokens, verify=Verifier(db, root).ok,

@@ -30,7 +30,7 @@ def _tokenizer() -> Any:
                 try:
                     from tokenizers import Tokenizer
 
-                    from ..model.encoder import packaged_path
+                    from ..embed.encoder import packaged_path
 
                     tok = Tokenizer.from_file(str(packaged_path() / "tokenizer.json"))
                     tok.no_padding()  # the file asks for padding and truncation at 128: not here

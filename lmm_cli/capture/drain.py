@@ -1,11 +1,14 @@
-"""The drainer: captures queued hook events into the store, in the background.
+"""Draining the hook queue: captures queued hook events into the store.
 
-Started detached by a git hook as ``python -m lmm_cli.capture.drain STORE_DIR``. At most one runs at
-a time (the capture lock); a second one exits at once. After releasing the lock it looks at the
-queue once more and takes the lock again if an event arrived meanwhile: together with the hooks'
-order (queue first, then check for a live drainer) no event waits for a next commit to be captured.
+Run in the background by ``jobs.drain`` (started detached by a git hook), and by `lmm init` and
+`lmm ingest` for events queued while they held the lock. At most one drainer runs at a time (the
+capture lock); a second one returns at once. After releasing the lock it looks at the queue once
+more and takes the lock again if an event arrived meanwhile: together with the hooks' order (queue
+first, then check for a live drainer) no event waits for a next commit to be captured.
 
-It logs to ``logs/drain.log`` (times, counts, errors; never captured text) and exits 0.
+What follows a capture (refreshing the indexes, maybe starting a fit) is the caller's ``after``:
+capture does not know the stages above it. It logs to ``logs/drain.log`` (times, counts, errors;
+never captured text).
 """
 
 from __future__ import annotations
@@ -13,17 +16,17 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..store.db import transaction
+from ..store.lock import CaptureLock
 from ..workspace import Workspace
 from . import queue as q
-from .lock import CaptureLock
 
-__all__ = ["drain", "DrainResult", "main"]
+__all__ = ["drain", "DrainResult", "After"]
 
 MAX_EVENTS_PER_BATCH = 2000
 WAIT_FOR_WRITERS = 2.0  # seconds a drainer waits for a hook to finish writing its event
@@ -77,40 +80,27 @@ def _process(ws: Workspace, db: sqlite3.Connection, paths: list[Path], result: D
             wanted.append(ev.args[1])
     wanted = [w for w in dict.fromkeys(wanted) if _SHA.fullmatch(w) and set(w) != {"0"}]
     result.commits += capture_commits(ws, db, wanted, capture="hook").new
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db):
         for ev in events:
             if ev.hook == "post-rewrite":
                 kind = ev.args[0] if ev.args else "rewrite"
-                pairs = [tuple(line.split()[:2]) for line in ev.stdin if len(line.split()) >= 2]
-                record_rewrite(db, ev.id, kind, pairs, ev.ts)  # type: ignore[arg-type]
+                pairs = [(p[0], p[1]) for p in (line.split() for line in ev.stdin) if len(p) >= 2]
+                record_rewrite(db, ev.id, kind, pairs, ev.ts)
             elif ev.hook == "post-checkout" and len(ev.args) >= 3 and ev.args[2] == "1":
                 record_checkout(db, ev.id, ev.args[0], ev.args[1], ev.ref, ev.cwd, ev.ts)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     # Only now, with everything committed, do the events leave the queue.
     for ev in events:
         q.remove(ev.path)
     result.events += len(events)
 
 
-def _refresh_indexes(ws: Workspace, db: sqlite3.Connection) -> None:
-    """Bring the code index and embeddings up to date after new commits (incremental: only what
-    changed is re-parsed or embedded). A failure here is logged; the capture itself stands."""
-    try:
-        from ..core import build
-
-        # Embeddings only where the store already has them: `init --no-embed` stays that way.
-        build(ws, db, embed=db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is not None)
-    except Exception as e:  # noqa: BLE001 - recall rebuilds what is missing; never lose the drain
-        _log(ws, f"index-error {type(e).__name__}: {str(e)[:200]}")
+After = Callable[[Workspace, sqlite3.Connection, DrainResult], None]
 
 
-def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
+def drain(ws: Workspace, *, wait: float = 0.0, after: After | None = None) -> DrainResult:
     """Capture everything queued. Returns at once (ran=False) if another drainer holds the lock,
-    unless ``wait`` seconds are given to wait for it."""
+    unless ``wait`` seconds are given to wait for it. ``after(ws, db, result)`` runs, still under
+    the lock, once events were captured; its failure is logged and the capture stands."""
     result = DrainResult()
     lock = CaptureLock(ws.dir)
     while True:
@@ -133,13 +123,11 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
                         if time.monotonic() > deadline:
                             break
                         time.sleep(0.01)
-                if result.events:
-                    _refresh_indexes(ws, db)
-                if result.commits:
-                    from ..bench.autotune import maybe_start
-
-                    if maybe_start(ws, db):
-                        _log(ws, "tune-started")
+                if result.events and after is not None:
+                    try:
+                        after(ws, db, result)
+                    except Exception as e:  # noqa: BLE001 - what is captured stays; recall rebuilds what is missing
+                        _log(ws, f"after-error {type(e).__name__}: {str(e)[:200]}")
             finally:
                 db.close()
             _log(ws, f"end events={result.events} commits={result.commits} bad={result.bad}")
@@ -151,32 +139,9 @@ def drain(ws: Workspace, *, wait: float = 0.0) -> DrainResult:
         wait = 0.0  # the recheck only takes a free lock; a busy one means another drainer runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        return 0
-    try:
-        os.setsid()  # own session: a terminal's hangup or Ctrl-C in the git command never reaches us
-    except OSError:
-        pass
-    try:
-        os.nice(10)
-    except OSError:
-        pass
-    store = Path(argv[0])
-    try:
-        from ..workspace import workspace_from_store
-
-        ws = workspace_from_store(store)
-        drain(ws)
-    except Exception:
-        try:
-            with open(store / "logs" / "drain.log", "a", encoding="utf-8") as f:
-                f.write(f"{time.time():.6f} {os.getpid()} crash {traceback.format_exc(limit=3)!r}\n")
-        except OSError:
-            pass
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # Hook scripts written by lmm 0.1 start the drainer under this name; they keep capturing until
+    # the next `lmm init` or `lmm hooks install` rewrites them to start ``lmm_cli.jobs.drain``.
+    import runpy
+
+    runpy.run_module("lmm_cli.jobs.drain", run_name="__main__", alter_sys=True)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import CaptureConfig
-from ..repo import GitError, git_env
+from ..privacy.ignore import IgnoreRules
+from ..privacy.redact import is_secret_file, redact
+from ..repo import GitError, popen_git, run_git
 from ..store.episodes import FileChange
-from .ignore import IgnoreRules
-from .redact import is_secret_file, redact
 
 __all__ = ["RawCommit", "iter_commits", "write_attributes", "symbol_of"]
 
@@ -163,7 +163,7 @@ class _Parser:
         self.ignore = ignore
         self.keep = 2 * cfg.max_file_diff_bytes  # raw slack: redaction may shrink the text
         n = cfg.max_line_chars
-        self._long = re.compile(r"[^\n]{%d,}" % (n + 1))
+        self._long = re.compile(rf"[^\n]{{{n + 1},}}")
         # Cut a long line, then drop the partial token at the cut so no fragment of a secret survives.
         self._cut = lambda m: _TAIL_TOKEN.sub("", m.group(0)[:n]) + " [cut]"
 
@@ -253,7 +253,9 @@ class _Parser:
         end = rec.find(_END)
         parts = rec[len(_MARK):end].split(b"\x00")
         sha, parents, an, ae, at, cn, ce, ct, msg = parts[:9]
-        d = lambda b: b.decode("utf-8", "replace")  # noqa: E731
+        def d(b: bytes) -> str:
+            return b.decode("utf-8", "replace")
+
         c = RawCommit(
             sha=d(sha), parents=d(parents).split(), author=d(an), author_email=d(ae),
             author_time=int(at or 0), committer=d(cn), committer_email=d(ce), commit_time=int(ct or 0),
@@ -285,10 +287,8 @@ def write_attributes(dest: Path) -> Path:
     """A gitattributes file that turns on git's funcname drivers, followed by the user's own global
     attributes (later lines win, so theirs still apply). Passed as ``core.attributesFile``."""
     lines = [f"{pat} diff={drv}" for drv, pats in _DRIVERS.items() for pat in pats.split()]
-    user = subprocess.run(
-        ["git", "config", "--global", "--path", "core.attributesFile"],
-        env=git_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    ).stdout.decode().strip()
+    user = run_git(dest.parent, "config", "--global", "--path", "core.attributesFile",
+                   check=False).decode().strip()
     if not user:
         xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
         user = os.path.join(xdg, "git", "attributes")
@@ -315,15 +315,14 @@ def iter_commits(
     if not shas:
         return
     cmd = [
-        "git", "-c", "core.quotepath=off", "-c", f"core.attributesFile={attributes}",
+        "-c", "core.quotepath=off", "-c", f"core.attributesFile={attributes}",
         "-c", "diff.external=", "-c", "log.showSignature=false",
         "log", "--no-walk=unsorted", "--stdin", "--ignore-missing", "-p", "-M", "--no-color",
         "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/", "--encoding=UTF-8",
         "--diff-merges=off", "--submodule=short", f"--format={_FORMAT}",
     ]
     errfile = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, cwd=root, env=git_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=errfile, bufsize=0)
+    proc = popen_git(root, *cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errfile, bufsize=0)
     assert proc.stdin and proc.stdout
     stdin, stdout = proc.stdin, proc.stdout
 

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..privacy.ignore import IgnoreRules
+from ..privacy.redact import redact
 from ..repo import run_git
 from ..store.db import transaction
 from ..store.episodes import Episode, EpisodeWriter, insert_episode, supersede
 from ..workspace import Workspace
 from .gitlog import RawCommit, iter_commits, write_attributes
-from .ignore import IgnoreRules
-from .redact import redact
 
 __all__ = ["IngestResult", "capture_commits", "capture_history", "commit_episode", "record_rewrite",
            "record_checkout", "set_state", "get_state"]
@@ -142,8 +142,7 @@ def capture_commits(
     pending = 0
     last = time.monotonic()
     writer = EpisodeWriter(db)
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db) as tx:
         for c in iter_commits(ws.repo.root, todo, cfg, ignore, attributes):
             if writer.add(commit_episode(c, capture)) is not None:
                 result.new += 1
@@ -152,8 +151,7 @@ def capture_commits(
             pending += 1
             if pending >= BATCH_COMMITS or time.monotonic() - last > BATCH_SECONDS:
                 writer.flush()
-                db.execute("COMMIT")
-                db.execute("BEGIN IMMEDIATE")
+                tx.checkpoint()
                 pending, last = 0, time.monotonic()
                 if progress:
                     progress(done, len(todo))
@@ -162,10 +160,6 @@ def capture_commits(
         now = time.time()
         db.executemany("INSERT OR REPLACE INTO tips (sha, ts) VALUES (?, ?)", [(t, now) for t in tips])
         db.execute("DELETE FROM tips WHERE sha NOT IN (SELECT sha FROM tips ORDER BY ts DESC LIMIT ?)", (MAX_TIPS,))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     if progress:
         progress(done, len(todo))
     result.seconds = time.monotonic() - t0

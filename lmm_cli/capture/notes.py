@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 
 from ..errors import BadInput
+from ..privacy.redact import redact
 from ..store.db import transaction
 from ..store.episodes import Episode, FileChange, insert_episode
 from ..workspace import Workspace
-from .redact import redact
 
 __all__ = ["remember", "NoteResult"]
 

@@ -1,1 +1,2 @@
-"""Models: the sentence encoder that turns text into vectors (see ``encoder``)."""
+"""Learning: replay of the repository's own history, the fits made on it (recall's fusion weights
+now, adapters next) and the one rule that decides whether a fit replaces what is in use."""

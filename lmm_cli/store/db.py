@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StoreCorrupt, StoreLocked, StoreTooNew
+from ..errors import StoreCorrupt, StoreFull, StoreLocked, StoreTooNew, StoreUnwritable
 from .migrations import MIGRATIONS, migrate, schema_version
+from .tx import Transaction, rollback, transaction
 
-__all__ = ["DB_FILE", "connect", "transaction", "translate"]
+__all__ = ["DB_FILE", "connect", "transaction", "rollback", "Transaction", "translate"]
 
 DB_FILE = "lmm.db"
 
@@ -31,7 +30,11 @@ def translate(e: sqlite3.Error, path: Path | None) -> Exception:
     where = str(path) if path is not None else None
     if "locked" in msg or "busy" in msg:
         return StoreLocked(where)
-    if isinstance(e, sqlite3.OperationalError) and ("disk" in msg or "readonly" in msg or "unable to open" in msg):
+    if "full" in msg:  # SQLITE_FULL: "database or disk is full"
+        return StoreFull(where)
+    if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+        return StoreUnwritable(where or "this repository's store", msg)
+    if isinstance(e, sqlite3.OperationalError) and "disk" in msg:
         return StoreCorrupt(where, msg)
     if isinstance(e, sqlite3.DatabaseError) and not isinstance(
         e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.OperationalError)
@@ -64,15 +67,3 @@ def connect(store_dir: Path, *, create: bool = False) -> sqlite3.Connection:
     except sqlite3.Error as e:
         raise translate(e, path) from None
     return db
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (including KeyboardInterrupt)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

@@ -120,7 +120,7 @@ def insert_episode(db: sqlite3.Connection, ep: Episode) -> int | None:
 def _fts_values(title: str, body: str, files: list[tuple[str, str | None, str | None]],
                 symbols: list[str]) -> tuple[str, str, str, str, str, str]:
     """The indexed text of an episode. ``files`` sorted by path, ``symbols`` by (path, symbol)."""
-    from ..address.terms import code_terms
+    from ..text import code_terms
 
     paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
     diff = "\n".join(h for _, _, h in files if h)

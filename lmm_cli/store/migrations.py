@@ -1,14 +1,18 @@
 """Schema migrations: ordered functions, each applied once in its own transaction and recorded.
 
 ``PRAGMA user_version`` holds how many have run, so a store written by a newer lmm (more migrations
-than this one knows) is refused instead of being misread. Append new migrations; never edit old ones.
+than this one knows) is refused instead of being misread. Append new migrations; never edit old ones, and
+never import live code from one: a migration that needs a helper carries a frozen copy of it.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
+
+from .tx import transaction
 
 __all__ = ["MIGRATIONS", "migrate", "schema_version"]
 
@@ -117,10 +121,8 @@ def migrate(db: sqlite3.Connection) -> int:
         if version >= len(MIGRATIONS):
             return ran
         fn = MIGRATIONS[version]
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             if schema_version(db) != version:  # another process migrated meanwhile
-                db.execute("ROLLBACK")
                 continue
             fn(db)
             db.execute(
@@ -128,11 +130,37 @@ def migrate(db: sqlite3.Connection) -> int:
                 (version + 1, fn.__name__, time.time()),
             )
             db.execute(f"PRAGMA user_version = {version + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         ran += 1
+
+
+# Frozen for m002: the episode index text and the code-aware terms as they were when m002 was
+# written. Live code may change how it tokenises; what an old migration does must not.
+_M002_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_M002_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def _m002_code_terms(text: str) -> str:
+    out: list[str] = []
+    for w in sorted(set(_M002_IDENT.findall(text))):
+        if w.islower() and "_" not in w and "$" not in w:
+            continue
+        parts = [p.lower() for p in _M002_PARTS.findall(w)]
+        if len(parts) > 1:
+            out.extend(parts)
+    return " ".join(out)
+
+
+def _m002_fts_doc(db: sqlite3.Connection, eid: int) -> tuple[str, str, str, str, str, str]:
+    title, body = db.execute("SELECT title, body FROM episodes WHERE id = ?", (eid,)).fetchone()
+    files = db.execute(
+        "SELECT path, old_path, hunks FROM episode_files WHERE episode_id = ? ORDER BY path", (eid,)
+    ).fetchall()
+    symbols = [r[0] for r in db.execute(
+        "SELECT symbol FROM episode_symbols WHERE episode_id = ? ORDER BY path, symbol", (eid,))]
+    paths = " ".join(p if not old else f"{old} {p}" for p, old, _ in files)
+    diff = "\n".join(h for _, _, h in files if h)
+    sym = " ".join(symbols)
+    return title, body, paths, sym, diff, _m002_code_terms(" ".join((title, body, paths, sym, diff)))
 
 
 @migration
@@ -203,12 +231,10 @@ def m002_code_index_and_vectors(db: sqlite3.Connection) -> None:
             title, body, paths, symbols, diff, terms, content='',
             tokenize='porter unicode61 remove_diacritics 2'
         )""")
-    from .episodes import fts_doc
-
     for (eid,) in db.execute("SELECT id FROM episodes").fetchall():
         db.execute(
             "INSERT INTO episodes_fts (rowid, title, body, paths, symbols, diff, terms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (eid, *fts_doc(db, eid)),
+            (eid, *_m002_fts_doc(db, eid)),
         )
     # Query-independent file priors, recomputed after each index run: PageRank centrality over
     # code_refs, and how many files use each file.

@@ -1,0 +1,44 @@
+"""The hook-woken drainer: ``python -m lmm_cli.jobs.drain STORE_DIR``.
+
+A git hook queues an event and starts this, detached, unless a drainer is already running. It
+captures the queue (``capture.drain``), then does what follows every capture (``core.after_capture``:
+refresh the indexes, maybe start a fit), logs to ``logs/drain.log`` and exits 0 whatever happens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import traceback
+from pathlib import Path
+
+from ..capture.drain import DrainResult, drain
+from ..workspace import Workspace, workspace_from_store
+from ._run import detach, log
+
+__all__ = ["main"]
+
+
+def _after(ws: Workspace, db: sqlite3.Connection, result: DrainResult) -> None:
+    from ..core import after_capture
+
+    out = after_capture(ws, db, new_commits=result.commits)
+    if out["tuning_started"]:
+        log(ws.dir, "drain", "tune-started")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return 0
+    detach(nice=10)
+    store = Path(argv[0])
+    try:
+        drain(workspace_from_store(store), after=_after)
+    except Exception:  # noqa: BLE001 - a background job never fails; the log says why
+        log(store, "drain", f"crash {traceback.format_exc(limit=3)!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

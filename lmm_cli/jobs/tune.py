@@ -1,0 +1,51 @@
+"""The background fit of recall's weights: ``python -m lmm_cli.jobs.tune STORE_DIR``.
+
+Started detached at low priority by ``core.after_capture`` when a fit is due (``model.fusion.due``).
+Logs to ``logs/tune.log``; a crash is recorded as a failed fit, so the next capture does not start
+another one at once. Always exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from ..model.fusion import TuneBusy, record_failure, tune_store
+from ..workspace import workspace_from_store
+from ._run import detach, log
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return 0
+    detach(nice=15)
+    store = Path(argv[0])
+    try:
+        ws = workspace_from_store(store)
+    except (OSError, ValueError, KeyError):
+        return 0
+
+    def say(msg: str) -> None:
+        log(store, "tune", msg)
+
+    say("start")
+    try:
+        out = tune_store(ws, say=say)
+        say(f"end {out['status']} queries={out.get('queries', 0)}")
+    except TuneBusy:
+        say("busy: another tune is running")
+    except Exception as e:  # noqa: BLE001 - record the failure so the next drain does not retry at once
+        say(f"error {type(e).__name__}: {str(e)[:300]} {traceback.format_exc(limit=3)!r}")
+        try:
+            record_failure(ws, f"{type(e).__name__}: {str(e)[:200]}")
+        except Exception:  # noqa: BLE001
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

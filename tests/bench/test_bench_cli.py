@@ -1,0 +1,99 @@
+"""``lmm bench localize`` as a user runs it: lmm beside the baselines in one table, weights fitted
+on the repository's own history saved only when there is enough history to fit them, and the
+tuner itself on channel scores whose right answer is known."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmm_cli.address.recall import DEFAULT_WEIGHTS
+from lmm_cli.model.fusion import MIN_TUNE_QUERIES, fit, objective
+
+from conftest import ROOT, commit_file, lmm, make_repo, store_dir
+
+
+def saved_weights(repo: Path) -> dict[str, float] | None:
+    db = sqlite3.connect(store_dir(repo) / "lmm.db")
+    try:
+        row = db.execute("SELECT value FROM state WHERE key = 'fusion_weights'").fetchone()
+    finally:
+        db.close()
+    return json.loads(row[0]) if row else None
+
+
+def test_bench_puts_lmm_beside_the_baselines_and_saves_weights_tuned_on_the_history(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from genrepo import generate
+
+    repo = generate(tmp_path / "gen", commits=400, seed=5)
+    lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed")
+    out = lmm("bench", "localize", "--repo", str(repo), "--holdout", "80", "--no-embed",
+              "--baselines", "bm25,repomap", "--tune", "--json")
+    rep = json.loads(out.stdout)
+    names = [r["name"] for r in rep["rows"]]
+    assert names == ["lmm", "BM25 contents", "RepoMap PageRank"]
+    assert rep["queries"] >= MIN_TUNE_QUERIES and rep["tuned"] and rep["saved_weights"]
+    lmm_row, bm25 = rep["rows"][0], rep["rows"][1]
+    assert len(lmm_row["first_rank"]) == rep["queries"]
+    assert lmm_row["mrr"] > bm25["mrr"] and lmm_row["hit5"] >= bm25["hit5"]
+    assert saved_weights(repo) == {k: round(v, 4) for k, v in rep["weights"]["tuned_all"].items()}
+    assert "weights fitted to this repository" in lmm("status", "--repo", str(repo)).stdout
+    assert [r["name"] for r in rep["split"]["rows"]][:2] == ["lmm, default weights", "lmm, tuned on the early half"]
+
+
+def test_bench_refuses_to_tune_on_a_handful_of_commits_but_prints_the_table(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "small", commits=3)
+    for i in range(6):
+        commit_file(repo, f"src/mod{i % 3}.py", f"def f{i % 3}():\n    return {i} * 2\n", f"Double the value in f{i % 3}")
+    lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed")
+    p = lmm("bench", "localize", "--repo", str(repo), "--holdout", "5", "--no-embed", "--baselines", "bm25",
+            "--tune", check=False)
+    assert p.returncode == 1
+    assert "| lmm |" in p.stdout and "read these figures as anecdotes" in p.stdout
+    assert "the defaults are used" in p.stdout
+    assert "5 held-out commits as queries" in p.stdout
+    err = p.stderr.strip().splitlines()  # progress lines, then the error in one line
+    assert err[-1].startswith("lmm: --tune:") and f"at least {MIN_TUNE_QUERIES}" in err[-1]
+    assert saved_weights(repo) is None
+
+
+# --------------------------------------------------------------------------- the tuner
+
+
+@dataclass
+class Q:
+    text: str
+    gold: set[str]
+
+
+class Channels:
+    """Per query: ``names`` knows the answer, ``lexical`` points at a decoy a little more strongly."""
+
+    def __init__(self, n: int) -> None:
+        self.weights = dict(DEFAULT_WEIGHTS)
+        self.queries = [Q(f"q{i}", {f"gold{i}.py"}) for i in range(n)]
+        self.table = {q.text: {"lexical": {f"decoy{i}.py": 1.0, f"gold{i}.py": 0.2},
+                               "names": {f"gold{i}.py": 0.7, f"decoy{i}.py": 0.1}}
+                      for i, q in enumerate(self.queries)}
+
+    def channels(self, text: str) -> dict[str, dict[str, float]]:
+        return self.table[text]
+
+
+def test_tuning_moves_weight_to_the_channel_that_knows() -> None:
+    s = Channels(40)
+    before = objective(s, s.queries, s.weights)
+    weights, score = fit(s, s.queries)
+    assert before == 0.5 * (0.5 + 1.0)  # the gold file is second everywhere: MRR 0.5, Hit@5 1
+    assert score == 1.0 and weights["names"] > weights["lexical"] * 0.8
+    assert objective(s, s.queries, weights) == score
+
+
+def test_tuning_leaves_the_weights_alone_on_too_few_queries() -> None:
+    s = Channels(MIN_TUNE_QUERIES - 1)
+    weights, _ = fit(s, s.queries)
+    assert weights == DEFAULT_WEIGHTS
