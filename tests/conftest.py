@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -107,11 +108,38 @@ def commit_file(repo: Path, path: str, content: str, message: str) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
-def make_repo(path: Path, commits: int = 3) -> Path:
+_TEMPLATES: dict[int, Path] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _template_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where ``make_repo`` keeps one built repository per commit count, copied for each test."""
+    _TEMPLATES.clear()
+    _TEMPLATES[-1] = tmp_path_factory.mktemp("templates")  # built lazily, under the first test's git config
+    yield
+    _TEMPLATES.clear()
+
+
+def _build_repo(path: Path, commits: int) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q")
     for i in range(commits):
         commit_file(path, f"src/mod{i}.py", f"def f{i}():\n    return {i}\n", f"Add mod{i}")
+    return path
+
+
+def make_repo(path: Path, commits: int = 3) -> Path:
+    """A repository with ``commits`` commits (``src/mod<i>.py``), copied from a template built once per
+    test session: the same history, made by real git, for a few file copies instead of git runs."""
+    base = _TEMPLATES.get(-1)
+    if base is None:  # used outside a test session (a benchmark importing conftest)
+        return _build_repo(path, commits)
+    template = _TEMPLATES.get(commits)
+    if template is None:
+        template = _TEMPLATES[commits] = _build_repo(base / f"repo-{commits}", commits)
+    if path.exists() and any(path.iterdir()):
+        raise AssertionError(f"make_repo: {path} is not empty")
+    shutil.copytree(template, path, symlinks=True, dirs_exist_ok=True)
     return path
 
 
