@@ -59,7 +59,8 @@ MAX_DEFINERS = 20  # a name defined by more files than this makes no edges (get,
 BATCH_FILES = 200  # files per write transaction
 _REFS_STALE_KEY = "code_index.refs_stale"
 _VERSION_KEY = "code_index.version"
-INDEX_VERSION = "2"  # bump when extraction changes: the next run re-reads every file (2: markdown sections)
+INDEX_VERSION = "3"  # bump when extraction changes: the next run re-reads every file
+# (2: markdown sections; 3: a symbol's start_line is its definition line, past decorators and attributes)
 
 # Lock files: large, machine-written, and of no use to search.
 _SKIP_NAMES = frozenset(

@@ -36,7 +36,8 @@ _CLASSLIKE_BY_LANG = {"ruby": _CLASSLIKE | {"module"}}
 _WRAP_ALWAYS = frozenset({"decorated_definition", "template_declaration", "export_statement"})
 _WRAP_SINGLE = frozenset({"lexical_declaration", "variable_declaration", "type_declaration"})
 # Siblings just above a definition that its chunk takes along: doc comments, attributes.
-_LEADING = frozenset({"comment", "line_comment", "block_comment", "attribute_item", "decorator"})
+_LEADING = frozenset({"comment", "line_comment", "block_comment", "multiline_comment", "attribute_item",
+                      "decorator"})
 _BODY_KINDS = frozenset(
     """block compound_statement declaration_list field_declaration_list class_body statement_block
     function_body body_statement interface_body enum_body constructor_body enum_variant_list
@@ -56,8 +57,8 @@ class Symbol:
     name: str
     kind: str  # function, method, class, struct, interface, enum, trait, type, module, …
     parent: str | None  # the enclosing definition's name (class/impl/struct for methods)
-    start_line: int  # 1-based, inclusive
-    end_line: int
+    start_line: int  # 1-based: the definition line (its name's), past decorators, attributes, doc comments
+    end_line: int  # 1-based, inclusive: the end of the definition
     signature: str  # the definition's first line up to its body, whitespace-collapsed, redacted
 
 
@@ -82,6 +83,7 @@ class _Def:
     start: int  # 1-based lines of the whole definition (decorators, export … included)
     end: int
     lead: int  # first line of its chunk: leading doc comments and attributes included
+    line: int  # the definition line itself: where its name is (past decorators, annotations, template<…>)
     signature: str
     emit: bool  # False for containers that are not symbols (a Rust impl block)
     parent: str | None = None  # set explicitly (Go receiver, C++ Foo::bar) or from nesting
@@ -117,8 +119,8 @@ def _type_name(source: bytes, node: Any) -> str:
     return _text(source, node)
 
 
-def _c_name(source: bytes, node: Any) -> tuple[str, str | None]:
-    """A C/C++ function declarator's name and, for ``Foo::bar``, its scope ``Foo``."""
+def _c_name(source: bytes, node: Any) -> tuple[str, str | None, Any]:
+    """A C/C++ function declarator's name, for ``Foo::bar`` its scope ``Foo``, and the name's node."""
     for _ in range(16):
         if node.type not in _DECLARATOR_WRAPPERS:
             break
@@ -140,7 +142,7 @@ def _c_name(source: bytes, node: Any) -> tuple[str, str | None]:
         if nxt is None:
             break
         node = nxt
-    return _text(source, node), scope
+    return _text(source, node), scope, node
 
 
 def _body(node: Any) -> Any:
@@ -188,6 +190,16 @@ def _lead_line(node: Any, start: int) -> int:
     return lead
 
 
+def _name_line(name_node: Any, node: Any) -> int:
+    """The line a definition is cited by: its name's line (the ``def``/``fn``/``class`` line), not the
+    decorator, annotation, attribute or ``template<…>`` line its range starts with. A C ``typedef
+    struct { … } name;`` names its type after the body: it is cited by its ``typedef`` line."""
+    row = name_node.start_point[0]
+    if node.type == "type_definition" or not node.start_point[0] <= row <= node.end_point[0]:
+        row = node.start_point[0]
+    return row + 1
+
+
 def _definitions(lang: str, source: bytes, root: Any, query: Any) -> list[_Def]:
     from tree_sitter import QueryCursor
 
@@ -210,7 +222,7 @@ def _definitions(lang: str, source: bytes, root: Any, query: Any) -> list[_Def]:
             if decl is None or decl.parent is None or decl.parent.type not in ("program", "export_statement"):
                 continue
         if kind == "function" and lang in ("c", "cpp"):
-            name, parent = _c_name(source, name_node)
+            name, parent, name_node = _c_name(source, name_node)
             if parent is not None:
                 kind = "method"
         elif kind == "impl":
@@ -250,6 +262,7 @@ def _definitions(lang: str, source: bytes, root: Any, query: Any) -> list[_Def]:
                 start=start,
                 end=end,
                 lead=_lead_line(outer, start),
+                line=_name_line(name_node, node),
                 signature=_signature(source, sig_start, sig_node),
                 emit=kind != "impl",
                 parent=parent,
@@ -514,7 +527,7 @@ def _extract(path: str, source: bytes) -> tuple[str | None, list[Symbol], list[C
     visible = set(_WORDS.findall("\n".join(rlines)))
     idents = Counter({k: v for k, v in idents.items() if k in visible})
     symbols = [
-        Symbol(d.name, d.kind, d.parent, d.start, d.end, d.signature)
+        Symbol(d.name, d.kind, d.parent, d.line, d.end, d.signature)
         for d in sorted(defs, key=lambda d: (d.start, d.end))
         if d.emit and all(w in visible for w in _WORDS.findall(d.name))
     ]

@@ -17,6 +17,11 @@ Channels, each a score per file (query-dependent ones first):
 - ``recency``   the working set: uncommitted changes and the latest commits.
 - ``fixes``     fix and revert density: where things tend to break.
 
+A long task (a pasted issue of 100 KB) is read up to bounds (``MAX_TERMS``, ``MENTION_CHARS``), so
+recall stays as fast as for a short one. The answer names no commit git no longer has (reset away
+and pruned: the store keeps it, no hook reports it): one ``git cat-file --batch-check`` for all the
+commits read (``missing_commits``). A file's symbols are given with their definition lines.
+
 Each channel is normalised to [0, 1] per query and fused by a weighted sum. The weights come from
 the store (``lmm bench localize --tune`` fits them on the repository's own history) and fall back
 to ``DEFAULT_WEIGHTS``. A recall with no lexical, history or close dense evidence is "no memory".
@@ -32,12 +37,12 @@ import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..repo import run_git
+from ..repo import GitError, run_git
 from ..text import query_phrases, query_terms
 from .intent import (
     identifier_mentions,
@@ -50,9 +55,10 @@ from .intent import (
     wants_docs,
     wants_tests,
 )
+from .languages import language_of
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
-           "load_weights", "save_weights", "fts_query"]
+           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS"]
 
 CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
             "fixes")
@@ -66,6 +72,38 @@ NAMED = 1e6  # the evidence score of a commit the task names: listed before any 
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
 _REVERT = re.compile(r"^revert\b", re.I)
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# A task is read up to these bounds (a pasted issue can be 100 KB): its first distinct terms, and the
+# names, paths, commit ids and quoted subjects in its first MENTION_CHARS characters. No commit
+# message in six real histories has more than 360 terms; nearly all have under 60.
+MAX_TERMS = 128
+MENTION_CHARS = 8000
+MAX_MENTIONS = 32
+# How the lines above a definition that its chunk takes along begin: doc comments and attributes.
+_LEADING_TEXT = ("//", "/*", "*", "#[", "#!", "@", "[")
+
+
+def missing_commits(root: Path, shas: Iterable[str]) -> set[str]:
+    """The commits among ``shas`` (full object ids) that git no longer has: reset away and pruned,
+    or never fetched here. One ``git cat-file --batch-check`` for all of them. When git cannot
+    answer, every one counts as missing: a citation that cannot be checked is not made."""
+    want = list(dict.fromkeys(shas))
+    ask = [s for s in want if _OBJECT_ID.fullmatch(s)]
+    missing = set(want) - set(ask)
+    if not ask:
+        return missing
+    try:
+        out = run_git(root, "cat-file", "--batch-check", input=("\n".join(ask) + "\n").encode())
+    except (GitError, OSError):
+        return set(want)
+    lines = out.decode("utf-8", "replace").splitlines()
+    if len(lines) != len(ask):
+        return set(want)
+    for sha, line in zip(ask, lines):
+        parts = line.split()
+        if len(parts) < 2 or parts[0] != sha or parts[1] != "commit":
+            missing.add(sha)
+    return missing
 
 
 @dataclass
@@ -155,14 +193,16 @@ def _normalise(scores: dict[str, float]) -> dict[str, float]:
 class _Evidence:
     """What each channel saw, kept to explain the ranking."""
     lexical_terms: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    chunks: dict[str, list[tuple[float, str | None, int, str]]] = field(default_factory=lambda: defaultdict(list))
+    # path → (score, symbol, chunk start line, chunk end line, channel)
+    chunks: dict[str, list[tuple[float, str | None, int, int, str]]] = field(default_factory=lambda: defaultdict(list))
     commits_for: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     episodes: dict[int, tuple[float, sqlite3.Row]] = field(default_factory=dict)
-    dense_for: dict[str, tuple[float, str | None, int]] = field(default_factory=dict)
+    dense_for: dict[str, tuple[float, str | None, int, int]] = field(default_factory=dict)
     cochange_with: dict[str, tuple[str, int]] = field(default_factory=dict)
     mentioned: dict[str, str] = field(default_factory=dict)      # path → how the task names it
     intent_from: dict[str, tuple[str, str]] = field(default_factory=dict)  # path → (kind, candidate)
     dense_best: float = 0.0
+    gone: set[str] = field(default_factory=set)  # commits in the store that git no longer has
 
 
 class Recaller:
@@ -177,10 +217,11 @@ class Recaller:
         self._files: set[str] | None = None
         self._renames: dict[str, str] | None = None
         self._dense: Any = None
-        self._dense_refs: list[tuple[str, str | None, int] | int] = []
+        self._dense_refs: list[tuple[str, str | None, int, int] | int] = []
         self._priors: dict[str, dict[str, float]] | None = None
         self._by_name: dict[str, list[str]] | None = None
         self._tests_by_key: dict[str, list[str]] | None = None
+        self._defs: dict[str, dict[str, list[tuple[int, int]]]] = {}  # path → name → [(line, end)]
 
     # -- shared lookups ---------------------------------------------------------------------
     @property
@@ -213,20 +254,61 @@ class Recaller:
                 return path
         return None
 
+    def definition_line(self, path: str, symbol: str, start: int, end: int) -> int:
+        """The line to cite for ``symbol`` found in the chunk ``start``..``end`` of ``path``: the line
+        of its definition (``def``, ``fn``, ``class`` …), not the chunk's first line, which may be a
+        decorator or doc comment above it, or a line inside it when a long definition is cut into
+        pieces. Text without code symbols (a markdown section cut in pieces) gets its first piece's
+        line: where the heading is."""
+        defs = self._defs.get(path)
+        if defs is None:
+            defs = self._defs[path] = defaultdict(list)
+            for name, line, last in self.db.execute(
+                    "SELECT name, start_line, end_line FROM code_symbols WHERE path = ?", (path,)):
+                defs[name].append((line, last))
+        found = defs.get(symbol)
+        if found:
+            inside = [ln for ln, _ in found if start <= ln <= end]  # defined in the chunk: the first one
+            if inside:
+                return min(inside)
+            around = [ln for ln, last in found if ln <= start <= last]  # a piece of it: the innermost
+            if around:
+                return max(around)
+            # Outside every definition of that name: a piece of a long decorator list above one, or a
+            # Rust impl block named after its type. The nearest definition, the one below on a tie.
+            return min(found, key=lambda d: (d[0] - end, 0) if d[0] > end else (start - d[1], 1))[0]
+        # No code symbol: walk back over the contiguous chunks of the same name (a markdown section
+        # cut in pieces; a Rust impl block of a type defined elsewhere)…
+        for s, e in self.db.execute(
+                "SELECT start_line, end_line FROM code_chunks WHERE path = ? AND symbol = ? AND start_line < ?"
+                " ORDER BY start_line DESC LIMIT 200", (path, symbol, start)):
+            if e + 1 < start:
+                break
+            start = s
+        if language_of(path) is None:
+            return start
+        # …and in code, past the doc comments and attributes the first piece starts with.
+        row = self.db.execute("SELECT text FROM code_chunks WHERE path = ? AND symbol = ? AND start_line = ?",
+                              (path, symbol, start)).fetchone()
+        for i, text in enumerate(row[0].split("\n") if row else []):
+            if text.strip() and not text.lstrip().startswith(_LEADING_TEXT):
+                return start + i
+        return start
+
     # -- channels ---------------------------------------------------------------------------
     def _lexical(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
         rows = self.db.execute(
-            "SELECT c.path, c.symbol, c.start_line, -bm25(code_fts, 3.0, 4.0, 1.0, 1.0) AS s"
+            "SELECT c.path, c.symbol, c.start_line, c.end_line, -bm25(code_fts, 3.0, 4.0, 1.0, 1.0) AS s"
             " FROM code_fts JOIN code_chunks c ON c.id = code_fts.rowid"
             " WHERE code_fts MATCH ? ORDER BY bm25(code_fts, 3.0, 4.0, 1.0, 1.0) LIMIT 400",
             (fts_query(terms, phrases),),
         ).fetchall()
         per_file: dict[str, list[float]] = defaultdict(list)
-        for path, symbol, line, s in rows:
+        for path, symbol, line, end, s in rows:
             per_file[path].append(s)
-            ev.chunks[path].append((s, symbol, line, "lexical"))
+            ev.chunks[path].append((s, symbol, line, end, "lexical"))
         out = {}
         for path, ss in per_file.items():
             ss.sort(reverse=True)
@@ -280,14 +362,15 @@ class Recaller:
     def _load_dense(self) -> None:
         from .dense import DenseIndex
 
-        chunks = self.db.execute("SELECT path, symbol, start_line, hash FROM code_chunks").fetchall()
+        chunks = self.db.execute("SELECT path, symbol, start_line, end_line, hash FROM code_chunks").fetchall()
         eps = self.db.execute(
             "SELECT id, title, body FROM episodes WHERE kind IN ('commit', 'note') AND valid_to IS NULL"
         ).fetchall()
         from .dense import text_hash
 
         hashes = [c["hash"] for c in chunks] + [text_hash(episode_text(e["title"], e["body"])) for e in eps]
-        self._dense_refs = [(c["path"], c["symbol"], c["start_line"]) for c in chunks] + [e["id"] for e in eps]
+        self._dense_refs = [(c["path"], c["symbol"], c["start_line"], c["end_line"]) for c in chunks] + [
+            e["id"] for e in eps]
         self._dense = DenseIndex.load(self.db, self.encoder.id, hashes)
 
     def _dense_channel(self, query: str, ev: _Evidence) -> dict[str, float]:
@@ -310,10 +393,10 @@ class Recaller:
                     if cur is not None:
                         out[cur] = max(out.get(cur, 0.0), 0.8 * cos)
                 continue
-            path, symbol, line = ref
+            path, symbol, line, end = ref
             if cos > out.get(path, 0.0):
                 out[path] = cos
-                ev.dense_for[path] = (cos, symbol, line)
+                ev.dense_for[path] = (cos, symbol, line, end)
         # Similarities crowd near the top; what separates files is the distance above the crowd.
         floor = min(out.values(), default=0.0)
         return {p: max(0.0, s - floor) for p, s in out.items()}
@@ -361,13 +444,13 @@ class Recaller:
         """Commits the task names: by id (a unique prefix of 7+ hex digits) or by quoted subject."""
         out: list[tuple[sqlite3.Row, str]] = []
         cols = "id, kind, source, title, body, ts"
-        for h in sha_mentions(query):
+        for h in sha_mentions(query)[:MAX_MENTIONS]:
             rows = self.db.execute(
                 f"SELECT {cols} FROM episodes WHERE source >= ? AND source < ? AND kind = 'commit'"
                 " AND valid_to IS NULL LIMIT 2", (h, h + "g")).fetchall()
             if len(rows) == 1:
                 out.append((rows[0], f"the task names commit {h[:7]}"))
-        for subject in quoted_subjects(query):
+        for subject in quoted_subjects(query)[:MAX_MENTIONS]:
             words = re.findall(r"\w+", subject)
             phrase = "title : " + fts_query([" ".join(words)])
             rows = self.db.execute(  # the phrase is quoted words only: no FTS syntax can get in
@@ -387,14 +470,14 @@ class Recaller:
         names. A name shared by n files gives each 1/√n; a named commit's files share its weight
         the same way. Not normalised: an ambiguous name must stay weaker than a unique one."""
         out: dict[str, float] = {}
-        for token in path_mentions(query):
+        for token in path_mentions(query)[:MAX_MENTIONS]:
             hits = self._files_named(token)
             for p in hits:
                 score = 1.0 / math.sqrt(len(hits))
                 if score > out.get(p, 0.0):
                     out[p] = score
                     ev.mentioned[p] = f"the task names {token}"
-        for name in identifier_mentions(query):
+        for name in identifier_mentions(query)[:MAX_MENTIONS]:
             defs = sorted({p for (p,) in self.db.execute("SELECT path FROM code_symbols WHERE name = ?", (name,))})
             for p in defs:  # a defined name is a little weaker than a written file name
                 score = 0.8 / math.sqrt(len(defs))
@@ -486,21 +569,25 @@ class Recaller:
         return self._priors
 
     def channel_scores(self, query: str) -> tuple[dict[str, dict[str, float]], _Evidence]:
-        """Every channel's normalised scores for ``query`` (what fusion and tuning work on)."""
-        terms, phrases = query_terms(query), query_phrases(query)
+        """Every channel's normalised scores for ``query`` (what fusion and tuning work on).
+
+        A long task (a pasted issue) is read up to bounds: its first ``MAX_TERMS`` distinct terms,
+        and its first ``MENTION_CHARS`` characters for what it names and what it is about."""
+        head = query[:MENTION_CHARS]
+        terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
         ev = _Evidence()
         ch: dict[str, dict[str, float]] = {
             "lexical": _normalise(self._lexical(terms, phrases, ev)),
             "names": _normalise(self._names(terms, phrases, ev)),
             "history": _normalise(self._history(terms, phrases, ev)),
-            "dense": _normalise(self._dense_channel(query, ev)),
-            "mentions": self._mentions(query, ev),
+            "dense": _normalise(self._dense_channel(head, ev)),
+            "mentions": self._mentions(head, ev),
         }
         prelim: Counter[str] = Counter()  # float scores: Counter only for most_common()
         for c in QUERY_CHANNELS:
             for p, s in ch[c].items():
                 prelim[p] += self.weights.get(c, 0.0) * s  # type: ignore[assignment]
-        ch["intent"] = _normalise(self._intent(query, prelim, ev))
+        ch["intent"] = _normalise(self._intent(head, prelim, ev))
         seeds = [p for p, _ in prelim.most_common(5)]
         ch["cochange"] = _normalise(self._cochange(seeds, ev))
         ch.update(self.priors())
@@ -530,6 +617,9 @@ class Recaller:
                         or ev.dense_best >= DENSE_RELEVANT)
         if not relevant:
             return Recall(query, [], [], [], False, time.perf_counter() - t0)
+        # Commits reset away and pruned stay in the store: never cite or quote one git no longer has.
+        ev.gone = missing_commits(self.root, [row["source"] for _, row in ev.episodes.values()
+                                              if row is not None and row["kind"] == "commit"])
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
         commits, notes = self._episodes(ev, [f.path for f in files], k_commits)
         return Recall(query, files, commits, notes, True, time.perf_counter() - t0)
@@ -543,13 +633,14 @@ class Recaller:
             why.append(self._explain(c, path, ev))
         symbols: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for _, symbol, line, _src in sorted(ev.chunks.get(path, []), key=lambda t: -t[0]):
+        for _, symbol, line, end, _src in sorted(ev.chunks.get(path, []), key=lambda t: -t[0]):
             if symbol and symbol not in seen:
                 seen.add(symbol)
-                symbols.append({"name": symbol, "line": line})
+                symbols.append({"name": symbol, "line": self.definition_line(path, symbol, line, end)})
         if path in ev.dense_for and ev.dense_for[path][1] and ev.dense_for[path][1] not in seen:
-            _, sym, line = ev.dense_for[path]
-            symbols.append({"name": sym, "line": line})
+            _, sym, line, end = ev.dense_for[path]
+            assert sym is not None
+            symbols.append({"name": sym, "line": self.definition_line(path, sym, line, end)})
         if not symbols:
             symbols = [{"name": n, "line": ln} for n, ln in self.db.execute(
                 "SELECT name, start_line FROM code_symbols WHERE path = ? AND parent IS NULL ORDER BY start_line LIMIT 3",
@@ -559,12 +650,13 @@ class Recaller:
 
     def _explain(self, channel: str, path: str, ev: _Evidence) -> str:
         if channel == "lexical":
-            best = max(ev.chunks.get(path, [(0, None, 0, "")]), key=lambda t: t[0])
+            best = max(ev.chunks.get(path, [(0.0, None, 0, 0, "")]), key=lambda t: t[0])
             return f"the task's words appear in its code{f' ({best[1]})' if best[1] else ''}"
         if channel == "names":
             return "its path or the names it defines match the task"
         if channel == "history":
-            hits = sorted(ev.commits_for.get(path, []), reverse=True)
+            hits = [h for h in sorted(ev.commits_for.get(path, []), reverse=True)
+                    if ev.episodes[h[1]][1]["source"] not in ev.gone]
             if hits:
                 row = ev.episodes[hits[0][1]][1]
                 n = len(hits)
@@ -605,7 +697,7 @@ class Recaller:
                 if len(notes) < 5:
                     text = (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip()
                     notes.append(NoteHit(row["id"], _day(row["ts"]), text, how, s))
-            elif len(commits) < k:
+            elif len(commits) < k and row["source"] not in ev.gone:
                 paths = [p for (p,) in self.db.execute(
                     "SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
                 near = next((p for p in paths if self.current_path(p) in top_set), None)

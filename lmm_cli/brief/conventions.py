@@ -42,7 +42,7 @@ def _commit_style(r: RepoView) -> list[Line]:
     rows = r.db.execute(
         "SELECT source, title, body, ts FROM episodes WHERE +kind = 'commit' AND valid_to IS NULL"
         " ORDER BY ts DESC, id DESC LIMIT ?", (STYLE_SAMPLE,)).fetchall()
-    rows = [row for row in rows if row[1]]
+    rows = [row for row in rows if row[1] and row[0] not in r.gone]
     if not rows:
         return []
     n = len(rows)
@@ -142,9 +142,10 @@ def _tests(r: RepoView) -> list[Line]:
     # one changed most recently shows the live convention).
     rows = r.db.execute(
         """WITH c AS (SELECT id, ts FROM episodes WHERE +kind = 'commit' AND valid_to IS NULL
+                        AND source NOT IN (SELECT value FROM json_each(?))
                       ORDER BY ts DESC, id DESC LIMIT ?)
            SELECT c.id, f.path FROM c LEFT JOIN episode_files f ON f.episode_id = c.id
-           ORDER BY c.ts DESC, c.id DESC""", (STYLE_SAMPLE,)).fetchall()
+           ORDER BY c.ts DESC, c.id DESC""", (r.gone_json(), STYLE_SAMPLE)).fetchall()
     commits: set[int] = set()
     touching: set[int] = set()
     example = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -205,6 +206,11 @@ class RepoView:
         self.has_commits = newest is not None
         self._rank: dict[str, float] | None = None
         self._on_disk: dict[str, bool] = {}
+        self.gone: set[str] = set()  # commits git no longer has: neither cited nor counted
+
+    def gone_json(self) -> str:
+        """``gone`` for SQL: ``… NOT IN (SELECT value FROM json_each(?))``."""
+        return json.dumps(sorted(self.gone))
 
     def _ls_files(self) -> list[str]:
         from ..repo import run_git

@@ -1,5 +1,8 @@
 """The brief a recall prints: where to look, what happened, what tends to break — every line cited.
 
+The title echoes the task, bounded (``echo``): a pasted issue of 100 KB still leaves the budget to
+the answer. Commits git no longer has (reset away and pruned) are neither cited nor counted.
+
 Open threads (unfinished work seen in assistant sessions) join once transcripts are captured.
 """
 
@@ -9,11 +12,27 @@ import sqlite3
 from pathlib import Path
 
 from ..address.recall import Recall
-from .render import Citation, Line, Section, Verifier, render
+from .render import Citation, Line, Section, Verifier, commits_cited, one_line, render
 
-__all__ = ["recall_brief", "DEFAULT_BUDGET"]
+__all__ = ["recall_brief", "echo", "DEFAULT_BUDGET", "ECHO_WORDS", "ECHO_CHARS"]
 
 DEFAULT_BUDGET = 1000
+ECHO_WORDS = 24  # the task as the title shows it: its first line, at most this many words…
+ECHO_CHARS = 160  # …and characters
+
+
+def echo(query: str) -> str:
+    """The task as a brief's title shows it: its first non-blank line, control characters made
+    spaces, cut to ``ECHO_WORDS`` words and ``ECHO_CHARS`` characters with an ellipsis."""
+    lines = [ln for ln in query.splitlines() if ln.strip()]
+    first = one_line(lines[0]) if lines else ""
+    words = first.split()
+    cut = len(lines) > 1 or len(words) > ECHO_WORDS
+    text = " ".join(words[:ECHO_WORDS])
+    if len(text) > ECHO_CHARS:
+        text = text[:ECHO_CHARS].rsplit(" ", 1)[0] if " " in text[:ECHO_CHARS] else text[:ECHO_CHARS]
+        cut = True
+    return text.rstrip(" ,;:") + " …" if cut else text
 
 
 def _reason(body: str) -> str:
@@ -24,11 +43,14 @@ def _reason(body: str) -> str:
     return ""
 
 
-def _breakage(db: sqlite3.Connection, path: str) -> Line | None:
-    rows = db.execute(
+def _fixes(db: sqlite3.Connection, path: str) -> list[sqlite3.Row]:
+    return db.execute(
         "SELECT e.source, e.title, e.ts FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
         " WHERE f.path = ? AND e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7"
         " ORDER BY e.ts DESC", (path,)).fetchall()
+
+
+def _breakage(path: str, rows: list[sqlite3.Row]) -> Line | None:
     if not rows:
         return None
     reverts = sum(1 for r in rows if r["title"].lower().startswith("revert"))
@@ -48,7 +70,7 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
 
     where = Section("Where to look")
     for f in rec.files[:8]:
-        syms = ", ".join(f"`{s['name']}` (L{s['line']})" for s in f.symbols[:3])
+        syms = ", ".join(f"`{one_line(s['name'])}` (L{s['line']})" for s in f.symbols[:3])
         reason = f.why[0] if f.why else "ranked by lmm"
         line = f"`{f.path}` — {reason}" + (f"; see {syms}" if syms else "")
         first = f.symbols[0]["line"] if f.symbols else None
@@ -60,14 +82,19 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
     for n in rec.notes:
         happened.lines.append(Line(f"{n.date} note: {' '.join(n.text.split())[:200]}",
                                    [Citation("note", str(n.id), label=f"note {n.date}")]))
+    fixes = {f.path: _fixes(db, f.path) for f in rec.files[:6]}
+    verifier = Verifier(db, root)
+    # One question to git for every commit this brief could cite; the fixes it no longer has are
+    # left out of the counts and the citations.
+    gone = verifier.check_commits([*commits_cited([happened]), *(r["source"] for rows in fixes.values() for r in rows)])
     breaks = Section("What tends to break")
-    for f in rec.files[:6]:
-        broke = _breakage(db, f.path)
+    for path, rows in fixes.items():
+        broke = _breakage(path, [r for r in rows if r["source"] not in gone])
         if broke:
             breaks.lines.append(broke)
     text, tokens, _ = render(
-        f"lmm recall: {rec.query}", [where, happened, breaks] if rec.relevant else [],
-        budget=budget, count=count_tokens, verify=Verifier(db, root).ok,
+        f"lmm recall: {echo(rec.query)}", [where, happened, breaks] if rec.relevant else [],
+        budget=budget, count=count_tokens, verify=verifier.ok,
         empty=f"No memory of that in {root.name}.",
     )
     return text, tokens

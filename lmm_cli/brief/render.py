@@ -1,19 +1,36 @@
 """Render a brief: sections of lines, each line citing its evidence, within a token budget.
 
 A line reaches the output only if every citation it makes was checked to exist (a commit in the
-store and in git, a file in the working tree with the cited line, a note in the store). Lines are
+store and in git, a file in the working tree with the cited line, a note in the store). Commits are
+checked with git in one batch (``Verifier.check_commits``) for all a brief would cite. Lines are
 added in priority order (sections in order, then lines in order) until the budget is spent, so a
 small budget keeps the best of each section rather than the first section alone.
+
+Every printed line is one line: control characters (a carriage return or escape in a commit
+subject, a newline in a file name) and bidirectional overrides become spaces (``one_line``).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Citation", "Line", "Section", "Verifier", "render"]
+from ..address.recall import missing_commits
+
+__all__ = ["Citation", "Line", "Section", "Verifier", "render", "one_line", "commits_cited"]
+
+# C0 and C1 controls, DEL, Unicode line/paragraph separators and bidirectional embeddings, overrides
+# and isolates: anything that could end a line or rearrange it on a terminal.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character run (newline, carriage return, escape, bell…) and
+    every bidirectional control replaced by a space: printed, it stays one line, shown as written."""
+    return _BREAKING.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -25,12 +42,12 @@ class Citation:
 
     def text(self) -> str:
         if self.label:
-            return self.label
+            return one_line(self.label)
         if self.kind == "commit":
             return self.ref[:7]
         if self.kind == "file":
-            return f"{self.ref}:{self.line}" if self.line else self.ref
-        return f"note {self.ref}"
+            return one_line(f"{self.ref}:{self.line}" if self.line else self.ref)
+        return one_line(f"note {self.ref}")
 
 
 @dataclass
@@ -40,7 +57,8 @@ class Line:
 
     def markdown(self) -> str:
         refs = ", ".join(f"`{c.text()}`" for c in self.cites)
-        return f"- {self.text} ({refs})" if refs else f"- {self.text}"
+        text = one_line(self.text)
+        return f"- {text} ({refs})" if refs else f"- {text}"
 
 
 @dataclass
@@ -49,13 +67,31 @@ class Section:
     lines: list[Line] = field(default_factory=list)
 
 
+def commits_cited(sections: Iterable[Section]) -> list[str]:
+    """The commits the lines of ``sections`` cite, each once, in order."""
+    return list(dict.fromkeys(c.ref for s in sections for ln in s.lines for c in ln.cites if c.kind == "commit"))
+
+
 class Verifier:
-    """Checks citations against the store and the working tree, caching what it learns."""
+    """Checks citations against the store, git and the working tree, caching what it learns."""
 
     def __init__(self, db: sqlite3.Connection, root: Path) -> None:
         self.db = db
         self.root = root
         self._lines: dict[str, int | None] = {}
+        self._in_git: dict[str, bool] = {}
+
+    def check_commits(self, shas: Iterable[str]) -> set[str]:
+        """Ask git once about every commit of ``shas`` not asked about yet; the ones among ``shas``
+        git does not have (reset away and pruned). Call it with all the commits a brief would
+        cite before rendering it: ``ok`` then answers from what was learnt."""
+        shas = list(dict.fromkeys(shas))
+        new = [s for s in shas if s not in self._in_git]
+        if new:
+            gone = missing_commits(self.root, new)
+            for s in new:
+                self._in_git[s] = s not in gone
+        return {s for s in shas if not self._in_git[s]}
 
     def _file_lines(self, path: str) -> int | None:
         if path not in self._lines:
@@ -73,7 +109,9 @@ class Verifier:
 
     def ok(self, c: Citation) -> bool:
         if c.kind == "commit":
-            return self.db.execute(
+            if c.ref not in self._in_git:
+                self.check_commits([c.ref])  # not asked about in the batch: a batch of one
+            return self._in_git[c.ref] and self.db.execute(
                 "SELECT 1 FROM episodes WHERE source = ? AND kind IN ('commit', 'merge')", (c.ref,)
             ).fetchone() is not None
         if c.kind == "file":
@@ -107,7 +145,12 @@ def render(
     if not checked:
         text = f"{empty}\n"
         return text, count(text), []
-    head = f"# {title}\n"
+    # The title never takes more than a third of the budget: cut at a word, with an ellipsis.
+    words = one_line(title).split(" ")
+    head = f"# {' '.join(words)}\n"
+    while len(words) > 1 and count(head) > budget // 3:
+        words.pop()
+        head = f"# {' '.join(words).rstrip(' …')} …\n"
     used = count(head)
     chosen: list[list[Line]] = [[] for _ in checked]
     # Round-robin by rank: the best line of every section before the second of any.
@@ -116,7 +159,7 @@ def render(
         for si, s in enumerate(checked):
             if i >= len(s.lines):
                 continue
-            cost = count(s.lines[i].markdown() + "\n") + (count(f"\n## {s.title}\n") if not chosen[si] else 0)
+            cost = count(s.lines[i].markdown() + "\n") + (count(f"\n## {one_line(s.title)}\n") if not chosen[si] else 0)
             if used + cost > budget:
                 continue
             chosen[si].append(s.lines[i])
@@ -125,7 +168,7 @@ def render(
     printed: list[Section] = []
     for s, lines in zip(checked, chosen):
         if lines:
-            out.append(f"\n## {s.title}\n")
+            out.append(f"\n## {one_line(s.title)}\n")
             out.extend(ln.markdown() + "\n" for ln in lines)
             printed.append(Section(s.title, lines))
     if not printed:

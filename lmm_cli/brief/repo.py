@@ -15,7 +15,10 @@ order their lines are kept when the budget is tight (the best line of each befor
 * Recent direction: what the latest commits worked on (folders, subject words, new files).
 * Notes: the latest notes the user asked lmm to remember.
 
-Superseded commits (``valid_to`` set: amended or rebased away) are left out. The history is read
+Superseded commits (``valid_to`` set: amended or rebased away) are left out, and so are commits git
+no longer has (reset away and pruned, which no hook reports): the commits a brief would cite are
+checked with git in one batch, and when some are gone the sections are made again without them
+(``RepoView.gone``), so they are neither cited nor counted. The history is read
 with SQL aggregates; Python only touches bounded sets (the last 1,000 subjects, a few dozen files).
 Time windows end now, or at the newest commit when the repository has been quiet for longer, so a
 dormant repository still shows where it was heading. Without a code index the file list comes from
@@ -35,13 +38,14 @@ from pathlib import Path
 from .conventions import conventions_section
 from .marked import MARK_BEGIN, MARK_END, write_section
 from .reading import RepoView
-from .render import Section, Verifier, render
+from .render import Section, Verifier, commits_cited, render
 from .sections import central_section, hot_spots_section, layout_section, notes_section, recent_section
 from .tokens import count_tokens
 
 __all__ = ["BriefResult", "repo_brief", "write_section", "MARK_BEGIN", "MARK_END", "EMPTY"]
 
 EMPTY = "No memory of this repository yet: run `lmm init`."
+_ROUNDS = 3  # times the sections are made at most: again when git no longer has commits they cite
 
 
 @dataclass
@@ -59,11 +63,17 @@ def repo_brief(db: sqlite3.Connection, root: Path, *, budget: int = 2000, now: f
         "SELECT EXISTS (SELECT 1 FROM episodes WHERE valid_to IS NULL) OR EXISTS (SELECT 1 FROM code_files)"
     ).fetchone()[0]
     sections: list[Section] = []
+    verifier = Verifier(db, root)
     if known:
         r = RepoView(db, root, now)
-        sections = [layout_section(r), central_section(r), conventions_section(r), hot_spots_section(r),
-                    recent_section(r), notes_section(r)]
+        for _ in range(_ROUNDS):
+            sections = [layout_section(r), central_section(r), conventions_section(r), hot_spots_section(r),
+                        recent_section(r), notes_section(r)]
+            gone = verifier.check_commits(commits_cited(sections))
+            if not gone - r.gone:
+                break
+            r.gone |= gone  # made again without them; what is still gone after the last round is dropped
     markdown, tokens, printed = render(
         f"Repository brief: {root.name}", sections, budget=budget, count=count_tokens,
-        verify=Verifier(db, root).ok, empty=EMPTY)
+        verify=verifier.ok, empty=EMPTY)
     return BriefResult(markdown=markdown, tokens=tokens, sections=printed)

@@ -119,10 +119,12 @@ def hot_spots_section(r: RepoView) -> Section:
     # Fixes (1) and reverts (2) are told by their subjects: SQL's LIKE narrows, the regular
     # expressions decide, and the flags go back to SQL as one JSON object for the per-file aggregate.
     flags: dict[int, int] = {}
-    for eid, title in r.db.execute(
-            """SELECT id, title FROM episodes WHERE kind = 'commit' AND valid_to IS NULL
+    for eid, sha, title in r.db.execute(
+            """SELECT id, source, title FROM episodes WHERE kind = 'commit' AND valid_to IS NULL
                AND (title LIKE '%fix%' OR title LIKE '%bug%' OR title LIKE '%regression%'
                     OR title LIKE '%crash%' OR title LIKE '%revert%')"""):
+        if sha in r.gone:
+            continue
         if _is_revert(title):
             flags[eid] = 2
         elif _is_fix(title):
@@ -132,11 +134,12 @@ def hot_spots_section(r: RepoView) -> Section:
         """WITH g AS (SELECT CAST(key AS INTEGER) AS id, value AS flag FROM json_each(?)),
                 c AS (SELECT e.id, e.ts >= ? AS recent, coalesce(g.flag, 0) AS flag
                       FROM episodes e LEFT JOIN g ON g.id = e.id
-                      WHERE e.kind = 'commit' AND e.valid_to IS NULL)
+                      WHERE e.kind = 'commit' AND e.valid_to IS NULL
+                        AND e.source NOT IN (SELECT value FROM json_each(?)))
            SELECT f.path, count(*), sum(c.flag = 1), sum(c.flag = 2), sum(c.recent),
                   sum(c.recent AND c.flag = 1), sum(c.recent AND c.flag = 2)
            FROM episode_files f JOIN c ON c.id = f.episode_id
-           GROUP BY f.path""", (flags_json, since)).fetchall()
+           GROUP BY f.path""", (flags_json, since, r.gone_json())).fetchall()
     stats: dict[str, tuple[int, ...]] = {}
     for path, *counts in rows:
         base = path.rsplit("/", 1)[-1]
@@ -174,6 +177,7 @@ def hot_spots_section(r: RepoView) -> Section:
             """SELECT e.id, e.source FROM episode_files f JOIN episodes e ON e.id = f.episode_id
                WHERE f.path = ? AND +e.kind = 'commit' AND e.valid_to IS NULL
                ORDER BY e.ts DESC, e.id DESC""", (path,)).fetchall()
+        shas = [(eid, sha) for eid, sha in shas if sha not in r.gone]
         if fixes or reverts:
             cites = [sha for eid, sha in shas if eid in flags][:3]
         else:
@@ -198,6 +202,7 @@ def recent_section(r: RepoView) -> Section:
     rows = r.db.execute(
         "SELECT id, source, ts, title FROM episodes WHERE +kind = 'commit' AND valid_to IS NULL"
         " ORDER BY ts DESC, id DESC LIMIT ?", (RECENT_MAX,)).fetchall()
+    rows = [row for row in rows if row[1] not in r.gone]
     cutoff, _ = r.window(RECENT_DAYS)
     window = [row for i, row in enumerate(rows) if i < RECENT_MIN or row[2] >= cutoff]
     if not window:

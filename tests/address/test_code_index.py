@@ -101,7 +101,7 @@ def test_python_symbols() -> None:
         async def close(self): ...
     """
     s = syms("m.py", code)
-    assert s["top"] == ("function", None, 3, 6)  # decorators belong to the definition
+    assert s["top"] == ("function", None, 4, 6)  # cited at its `def` line; the decorator is in its chunk
     assert s["Store"] == ("class", None, 8, 17)
     assert s["Store.get"] == ("method", "Store", 12, 15)
     assert s["get.inner"] == ("function", "get", 13, 14)
@@ -296,9 +296,9 @@ def test_java_symbols() -> None:
     }
     """
     s = syms("OrderService.java", code)
-    assert s["OrderService"] == ("class", None, 3, 19)
+    assert s["OrderService"] == ("class", None, 4, 19)  # the class line, not @Service
     assert s["OrderService.OrderService"] == ("constructor", "OrderService", 7, 9)
-    assert s["OrderService.find"] == ("method", "OrderService", 11, 14)
+    assert s["OrderService.find"] == ("method", "OrderService", 12, 14)  # not @Override
     assert s["OrderService.Listener"] == ("interface", "OrderService", 16, 16)
     assert s["Listener.changed"] == ("method", "Listener", 16, 16)
     assert s["OrderService.State"] == ("enum", "OrderService", 17, 17)
@@ -364,7 +364,7 @@ def test_cpp_symbols() -> None:
     assert s["gfx.Widget"] == ("class", "gfx", 2, 8)
     assert s["Widget.size"] == ("method", "Widget", 4, 4)
     assert s["Widget.draw"] == ("method", "Widget", 11, 11)  # out-of-class definition
-    assert s["max_of"] == ("function", None, 13, 14)  # template<> belongs to it
+    assert s["max_of"] == ("function", None, 14, 14)  # its name's line; template<> is in its chunk
     assert s["Widget.~Widget"] == ("method", "Widget", 16, 16)
     assert "Fwd" not in s  # a declaration without a body
     assert sig("w.cpp", code, "max_of") == "template <typename T> T max_of(T a, T b)"
@@ -426,6 +426,222 @@ def test_syntax_errors_recover_and_never_raise() -> None:
         for data in (b"}}}{{{ ((( fn def class <<<>>>", b"\xff\xfe\x00garbage\n" * 3, b"", b"\n\n\n"):
             symbols, chunks, idents = extract(path, data)
             assert isinstance(symbols, list) and isinstance(chunks, list)
+
+
+# Per language: decorators, annotations, attributes and doc comments above definitions. Each line
+# that defines something ends with a `<-` comment naming it; a symbol's start_line must be that line
+# (the line a brief cites as `name (Lnn)`), while its chunk still starts at the doc comment above.
+DEFINITION_LINES = {
+    "m.py": """
+        # A comment.
+        @app.route("/x")
+        @login_required
+        def view(request):  # <- view
+            return 1
+
+        @dataclass(frozen=True)
+        class Point:  # <- Point
+            x: int
+
+            @property
+            def norm(self):  # <- norm
+                return self.x
+        """,
+    "m.js": """
+        /**
+         * Loads a thing.
+         * @param {string} url
+         */
+        export async function load(url) { // <- load
+          return url;
+        }
+
+        /** A cache. */
+        @sealed
+        class Cache { // <- Cache
+          /** Reads. */
+          @memo
+          get(key) { // <- get
+            return key;
+          }
+        }
+        """,
+    "m.ts": """
+        /** The widget. */
+        @Component({ selector: "w" })
+        export class Widget { // <- Widget
+          @Input() name: string;
+
+          /** Clicked. */
+          @HostListener("click")
+          onClick(): void {} // <- onClick
+        }
+
+        /** Double it. */
+        export const double = (n: number): number => n * 2; // <- double
+        """,
+    "m.tsx": """
+        /** The app. */
+        @observer
+        export class App { // <- App
+          /** Draws. */
+          @action
+          render() { // <- render
+            return <div />;
+          }
+        }
+        """,
+    "m.go": """
+        package m
+
+        // Server serves.
+        //
+        // It has a long doc comment.
+        type Server struct { // <- Server
+        	addr string
+        }
+
+        // Start starts it.
+        //go:noinline
+        func (s *Server) Start() error { // <- Start
+        	return nil
+        }
+        """,
+    "m.rs": """
+        /// A point.
+        #[derive(Debug, Clone)]
+        pub struct Point { // <- Point
+            x: i32,
+        }
+
+        impl Point {
+            /// Makes one.
+            #[inline]
+            #[must_use]
+            pub fn new() -> Self { // <- new
+                Point { x: 0 }
+            }
+        }
+
+        #[cfg(test)]
+        mod tests { // <- tests
+            #[test]
+            #[should_panic]
+            fn it_panics() { // <- it_panics
+                panic!();
+            }
+        }
+        """,
+    "M.java": """
+        /**
+         * The service.
+         */
+        @Service
+        @Transactional(readOnly = true)
+        public class OrderService { // <- OrderService
+            /** Finds. */
+            @Override
+            @Deprecated
+            public Order find(long id) { // <- find
+                return null;
+            }
+
+            @Test
+            void works() {} // <- works
+        }
+        """,
+    "m.c": """
+        /**
+         * Dies.
+         */
+        __attribute__((noreturn))
+        static void
+        die(const char *msg) /* <- die */
+        {
+        }
+
+        /* A point. */
+        struct point { /* <- point */
+            int x;
+        };
+        """,
+    "m.cpp": """
+        /// The maximum.
+        template <typename T>
+        [[nodiscard]] T max_of(T a, T b) { return a > b ? a : b; } // <- max_of
+
+        /** A widget. */
+        class Widget { // <- Widget
+         public:
+          /// Its size.
+          [[nodiscard]] int size() const { return 1; } // <- size
+        };
+        """,
+    "m.cs": """
+        /// <summary>Tests.</summary>
+        [TestFixture]
+        [Category("fast")]
+        public class Tests { // <- Tests
+            /// <summary>One.</summary>
+            [Test]
+            [TestCase(1)]
+            public void One(int x) {} // <- One
+        }
+        """,
+    "m.rb": """
+        # Billing.
+        # More about it.
+        class Invoice # <- Invoice
+          # The total.
+          # @return [Integer]
+          def total # <- total
+            1
+          end
+        end
+        """,
+    "m.php": """
+        <?php
+        /**
+         * A cart.
+         */
+        #[Entity]
+        class Cart { // <- Cart
+            /** Adds. */
+            #[Route('/add')]
+            #[Pure]
+            public function add($x) { return $x; } // <- add
+        }
+        """,
+    "m.kt": """
+        /** A repo. */
+        @Suppress("unused")
+        @Serializable
+        class Repo { // <- Repo
+            /** Loads. */
+            @Test
+            @Throws(Exception::class)
+            fun load(): Int = 1 // <- load
+        }
+        """,
+}
+
+
+@pytest.mark.parametrize("path", sorted(DEFINITION_LINES))
+def test_symbol_start_line_is_the_definition_line(path: str) -> None:
+    """Not the decorator, annotation, attribute, template<…> or doc comment line above it."""
+    text = DEFINITION_LINES[path]
+    lines = textwrap.dedent(text).lstrip("\n").splitlines()
+    want = {}
+    for no, line in enumerate(lines, 1):
+        if "<- " in line:
+            want[line.rsplit("<- ", 1)[1].split()[0]] = no
+    symbols, chunks, _ids = extract(path, src(text))
+    got = {s.name: s.start_line for s in symbols if s.name in want}
+    assert got == want, "\n".join(f"{n}: L{ln} {lines[ln - 1].strip()!r}" for n, ln in got.items())
+    # The chunk still takes the doc comment and decorators along: it starts above the definition.
+    first = min(want, key=want.__getitem__)
+    chunk = next(c for c in chunks if c.symbol == first)
+    assert chunk.start_line < want[first] and chunk.text.startswith(("/", "#")), chunk
 
 
 def test_identifiers_exclude_own_definitions() -> None:
