@@ -182,7 +182,13 @@ def init(
     ing = out["ingest"]
     lines = [f"lmm remembers {out['repo']}"]
     if out["moved_aside"]:
-        lines.append(f"  old store moved aside to {out['moved_aside']}")
+        lines.append(f"  old store moved aside to {out['moved_aside']} (kept)")
+        c = out.get("carried") or {}
+        kept = ", ".join(f"{n:,} {k}" for k, n in sorted((c.get("episodes") or {}).items()))
+        lines.append("  carried over what git cannot give back: " + (kept or "nothing to carry")
+                     + (f"; {c['rewrites']:,} rewrite links" if c.get("rewrites") else ""))
+        if c.get("unreadable"):
+            lines.append("  some of the old store could not be read (damaged pages); the rest was carried over")
     if out["empty"]:
         lines.append("  no commits yet: lmm will capture from your first commit")
     else:
@@ -191,7 +197,10 @@ def init(
     if ing["shallow"]:
         lines.append("  shallow clone: only the history that exists here was captured; "
                      "run `git fetch --unshallow` then `lmm ingest` for the rest")
-    if out["hooks"]:
+    lines.extend(_unavailable_lines(ing))
+    if out.get("hooks_manual"):
+        lines.append(f"  git hooks not installed: {out['hooks_manual']}")
+    elif out["hooks"]:
         lines.append(f"  git hooks installed in {ws.repo.hooks_dir}: " + ", ".join(h["name"] for h in out["hooks"]))
     else:
         lines.append("  git hooks not installed (run `lmm hooks install` to capture commits as they happen)")
@@ -210,22 +219,46 @@ def init(
 def ingest(
     repo: Optional[Path] = RepoOpt,
     no_embed: bool = typer.Option(False, "--no-embed", help="Skip sentence embeddings."),
+    sessions: bool = typer.Option(False, "--sessions",
+                                  help="Also capture this repository's past and current assistant sessions "
+                                       "(Claude Code, Codex CLI, aider transcripts)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Capture new history (and any queued hook events) now. Resumes an interrupted backfill.
 
-    Example: `lmm ingest`
+    Example: `lmm ingest --sessions`
     """
     from . import core
 
     ws = _workspace(repo)
     with _Bar() as bar:
-        out = core.ingest(ws, embed=not no_embed, stages=bar)
+        out = core.ingest(ws, embed=not no_embed, stages=bar, sessions=sessions)
     if as_json:
         _emit_json(out)
         return
     msg = f"{out['new']:,} new commits captured, {out['events']} hook events, in {out['seconds']:.1f}s"
     print(msg + (" (shallow clone: older history is not available here)" if out["shallow"] else ""))
+    if out.get("sessions") is not None:
+        ss = out["sessions"]
+        line = (f"{ss['turns']:,} new turns from {ss['sessions']:,} assistant sessions, {ss['corrections']:,} corrections"
+                f" ({ss['files']:,} transcripts of this repository, {ss['read']:,} read)")
+        if ss["skipped"]:
+            line += f"; {ss['skipped']:,} unreadable transcripts skipped"
+        print(line)
+    if out.get("older"):
+        print(f"  {out['older']:,} of them older than what was captured (history arrived: unshallow, a fetch, grafts)")
+    for line in _unavailable_lines(out):
+        print(line)
+
+
+def _unavailable_lines(ing: dict[str, Any]) -> list[str]:
+    """One line, once, about content this repository does not have (nothing is ever fetched)."""
+    u = ing.get("unavailable") or {}
+    if not u.get("files"):
+        return []
+    where = "partial clone" if u.get("partial_clone") else "missing objects"
+    return [f"  {where}: {u['files']:,} changed files in {u['commits']:,} commits have no content here; "
+            "recorded by name and status only (lmm never fetches)"]
 
 
 @app.command()
@@ -310,6 +343,11 @@ def status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
     lines.append("recall      " + _fusion_line(out["fusion"]))
     if out["shallow"]:
         lines.append("note        shallow clone: history before the cut is not available")
+    if out.get("unavailable_files"):
+        lines.append(f"note        {'partial clone' if out.get('partial_clone') else 'missing objects'}: "
+                     f"{out['unavailable_files']:,} file versions recorded without content (lmm never fetches)")
+    if out["hooks"].get("manual") and bad:
+        lines.append(f"note        hooks: {out['hooks']['manual']}")
     print("\n".join(lines))
 
 
@@ -341,8 +379,8 @@ def _fusion_line(f: dict[str, Any]) -> str:
 def log_cmd(
     repo: Optional[Path] = RepoOpt,
     n: int = typer.Option(20, "-n", "--number", help="How many episodes to show."),
-    kind: Optional[list[str]] = typer.Option(None, "--kind", "-k",
-                                             help="Only this kind (commit, merge, rewrite, checkout, note); repeatable."),
+    kind: Optional[list[str]] = typer.Option(
+        None, "--kind", "-k", help="Only this kind (commit, merge, rewrite, checkout, note, session); repeatable."),
     since: Optional[str] = typer.Option(None, "--since", help="Only episodes since a date (2026-01-31) or age (3d, 2 weeks)."),
     all_: bool = typer.Option(False, "--all", help="Include commits superseded by an amend or rebase."),
     as_json: bool = JsonOpt,
@@ -382,16 +420,18 @@ def remember(
     text: list[str] = typer.Argument(..., help="The note. Quote it, or pass '-' to read it from stdin.",
                                      show_default=False),
     repo: Optional[Path] = RepoOpt,
+    kind: str = typer.Option("note", "--kind", help="note, decision, convention, correction or warning."),
+    file: Optional[list[str]] = typer.Option(None, "--file", "-f", help="A file the note is about; repeatable."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Remember a note about this repository: a decision, a convention, a warning.
 
-    Example: `lmm remember "we keep auth tokens in the OS keyring, never in files"`
+    Example: `lmm remember "we keep auth tokens in the OS keyring, never in files" --kind decision`
     """
     from . import core
 
     note = sys.stdin.read() if text == ["-"] else " ".join(text)
-    res = core.remember(_workspace(repo), note)
+    res = core.remember(_workspace(repo), note, files=file or [], kind=kind)
     if as_json:
         _emit_json({"id": res.id, "source": res.source, "new": res.new, "files": res.files, "redacted": res.redacted})
         return
@@ -401,6 +441,99 @@ def remember(
     if res.redacted:
         msg += "; a secret in it was redacted"
     print(msg)
+
+
+@app.command()
+@handled
+def forget(
+    what: list[str] = typer.Argument(..., help="An episode id or source (as `lmm log --json` shows it), "
+                                               "or words the notes and sessions to forget contain.",
+                                     show_default=False),
+    repo: Optional[Path] = RepoOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete notes and sessions for good, from the store and every index. Commits are not
+    forgotten: git has them.
+
+    Example: `lmm forget "staging password"` (or `lmm forget 42`)
+    """
+    from . import core
+
+    out = core.forget(_workspace(repo), " ".join(what))
+    if as_json:
+        _emit_json(out)
+        return
+    if not out["removed"]:
+        print("nothing matched: no note or session was forgotten")
+        return
+    for r in out["removed"]:
+        print(f"forgot {r['kind']} {r['id']}: {r['title'][:80]}")
+
+
+@app.command()
+@handled
+def mcp(repo: Optional[Path] = RepoOpt) -> None:
+    """Serve this repository's memory to an assistant over MCP (stdio): the tools recall, remember,
+    forget, feedback and status, and the session brief as a resource. Assistants start it; see
+    `lmm integrate`.
+
+    Example: `claude mcp add --scope local lmm -- lmm mcp` (the repository: --repo, else
+    $CLAUDE_PROJECT_DIR, else the working directory)
+    """
+    from .serve.mcp import serve
+
+    serve(str(repo) if repo else None)
+
+
+@app.command()
+@handled
+def integrate(
+    tool: str = typer.Argument(..., help="claude, codex, cursor or aider.", show_default=False),
+    repo: Optional[Path] = RepoOpt,
+    plugin: Optional[Path] = typer.Option(None, "--plugin", help="claude only: write a Claude Code plugin (and a local "
+                                                                 "marketplace) into this folder instead of the project's "
+                                                                 "settings.", show_default=False),
+    remove: bool = typer.Option(False, "--remove", help="Take out exactly what lmm added: the files are as before."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Connect an assistant to this repository's memory: MCP server, hooks, rules.
+
+    claude: hooks in .claude/settings.json (session brief, prompt recall, transcript capture) and the
+    MCP server in .mcp.json. codex: the MCP server in $CODEX_HOME/config.toml, hooks in
+    .codex/hooks.json, a section of AGENTS.md. cursor: .cursor/mcp.json, .cursor/rules/lmm.mdc,
+    .cursor/hooks.json. aider: .aider.lmm.md, read from .aider.conf.yml. Your settings are kept;
+    running it again changes nothing; `--remove` gives the files back byte for byte.
+
+    Example: `lmm integrate claude` (or `lmm integrate claude --plugin ~/lmm-plugin`, `lmm integrate codex --remove`)
+    """
+    from . import core
+
+    out = core.integrate(_workspace(repo), tool.lower(), plugin=plugin, remove=remove)
+    if as_json:
+        _emit_json(out)
+        return
+    for f in out["files"]:
+        print(f"{f['status']:<10} {f['file']}")
+    if not out["files"]:
+        print(f"lmm was not integrated with {out['tool']}: nothing to remove")
+    if out.get("next"):
+        print(f"next: {out['next']}")
+
+
+@app.command()
+def hook(event: str = typer.Argument(..., help="session-start, user-prompt-submit, pre-compact, session-end, stop "
+                                                "or after-file-edit (also as the assistant names it: SessionStart…).",
+                                     show_default=False)) -> None:
+    """Run one assistant hook: reads the assistant's JSON on stdin, prints context for the model
+    (SessionStart: the session brief; UserPromptSubmit: a recall, only when the prompt is about
+    something lmm knows) or starts the transcript capture. Always exits 0 and never prints an
+    error; problems go to logs/hooks.log in the store. `lmm integrate` installs these.
+
+    Example: `echo '{"cwd": ".", "prompt": "retry logic in the upload client"}' | lmm hook user-prompt-submit`
+    """
+    from .serve.hooks import main as hook_main
+
+    raise typer.Exit(hook_main(event))
 
 
 @hooks_app.command("install")
@@ -416,8 +549,12 @@ def hooks_install(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> No
 
     ws = _workspace(repo)
     states = core.install_hooks(ws)
+    manual = core.hooks_manual(ws)
     if as_json:
-        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
+        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states], "manual": manual})
+        return
+    if manual and any(s.state != "installed" for s in states):
+        print(f"hooks not installed: {manual}")
         return
     print(f"hooks installed in {ws.repo.hooks_dir}: " + ", ".join(f"{s.name} ({s.mode})" for s in states))
 
@@ -451,11 +588,14 @@ def hooks_status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> Non
 
     ws = _workspace(repo)
     states = core.hook_states(ws)
+    manual = core.hooks_manual(ws)
     if as_json:
-        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states]})
+        _emit_json({"dir": str(ws.repo.hooks_dir), "hooks": [s.as_dict() for s in states], "manual": manual})
         return
     for s in states:
         print(f"{s.name:<14} {s.state}" + (f" ({s.mode})" if s.mode else ""))
+    if manual and any(s.state != "installed" for s in states):
+        print(manual)
 
 
 @bench_app.command("localize")
@@ -533,4 +673,9 @@ def tune(
 
 
 def run() -> None:
+    # A hook runs before every prompt: straight to the handler, without building the whole CLI.
+    if len(sys.argv) == 3 and sys.argv[1] == "hook" and not sys.argv[2].startswith("-"):
+        from .serve.hooks import main as hook_main
+
+        sys.exit(hook_main(sys.argv[2]))
     app()

@@ -63,15 +63,16 @@ def _store(path: str | None) -> str:
 class StoreLocked(LmmError):
     def __init__(self, path: str | None) -> None:
         super().__init__(
-            f"{_store(path)} is locked by another process; wait for it to finish and try again"
+            f"{_store(path)} is locked by another process; wait for it to finish and try again "
+            "(LMM_LOCK_TIMEOUT sets how many seconds lmm waits)"
         )
 
 
 class StoreCorrupt(LmmError):
     def __init__(self, path: str | None, detail: str) -> None:
         super().__init__(
-            f"{_store(path)} is unreadable ({detail}); run `lmm init --rebuild` to move it aside "
-            "and rebuild from git history"
+            f"{_store(path)} is corrupt and unreadable ({detail}); run `lmm init --rebuild`: it rebuilds from git history, "
+            "carries over your notes and rewrite links, and keeps the damaged file beside the new one"
         )
 
 

@@ -32,11 +32,31 @@ class GitError(LmmError):
     pass
 
 
+# lmm never talks to a remote. In a partial clone git fetches a missing object from the promisor
+# remote on its own (`git log -p` needing an old blob); GIT_NO_LAZY_FETCH only exists from git 2.44,
+# so every transport is refused instead: such a fetch fails at once, before any connection. The
+# per-protocol keys are set too, because `protocol.<name>.allow` in a user's config wins over
+# `protocol.allow`.
+_NO_TRANSPORT = ("protocol.allow", "protocol.file.allow", "protocol.git.allow", "protocol.ssh.allow",
+                 "protocol.http.allow", "protocol.https.allow", "protocol.ext.allow")
+
+
 def git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _GIT_SCOPED}
     env["GIT_OPTIONAL_LOCKS"] = "0"  # never take index.lock behind the user's back
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["LC_ALL"] = "C"
+    # GIT_CONFIG_COUNT/KEY_n/VALUE_n (git ≥ 2.31) reach the child git a lazy fetch would start, and
+    # come after every config file; a count the user set already is extended, not replaced.
+    try:
+        n = int(env.get("GIT_CONFIG_COUNT", "0") or 0)
+    except ValueError:
+        n = 0
+    for key in _NO_TRANSPORT:
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = "never"
+        n += 1
+    env["GIT_CONFIG_COUNT"] = str(n)
     return env
 
 
@@ -118,9 +138,10 @@ def discover(path: Path | str | None = None) -> Repo:
     )
 
 
-def store_dir_for(repo: Repo) -> Path:
-    """``<git common dir>/lmm``, or a per-repository folder under ``$LMM_HOME`` when it is set."""
-    home = os.environ.get("LMM_HOME")
+def store_dir_for(repo: Repo, home: str | None = None) -> Path:
+    """``<git common dir>/lmm``, or a per-repository folder under ``$LMM_HOME`` when it is set
+    (``home``: that folder, instead of the environment's)."""
+    home = os.environ.get("LMM_HOME") if home is None else home
     if not home:
         return repo.common_dir / "lmm"
     key = hashlib.sha256(str(repo.common_dir).encode("utf-8", "surrogateescape")).hexdigest()[:12]

@@ -33,10 +33,12 @@ ALLOWED: dict[str, set[str]] = {
     "core": FOUNDATION | {"privacy", "store", "workspace", "capture", "embed", "address", "model", "brief",
                           "integrations"},
     "jobs": FOUNDATION | {"store", "workspace", "capture", "model", "core"},
+    # What assistants reach: the MCP server (and, next, the assistant hook handlers). Above the core.
+    "serve": FOUNDATION | {"package", "privacy", "store", "workspace", "core"},
     # The benchmark compares lmm with baselines; lmm itself never imports it (only the CLI does).
     "bench": FOUNDATION | {"privacy", "store", "workspace", "embed", "address", "model"},
     "cli": FOUNDATION | {"package", "privacy", "store", "workspace", "capture", "address", "model", "brief",
-                         "integrations", "core", "bench"},
+                         "integrations", "core", "bench", "serve"},
 }
 
 

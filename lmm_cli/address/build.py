@@ -2,7 +2,7 @@
 
 After a capture: the working tree's code index (incremental by content hash), the reference
 graph's PageRank (``code_rank``), and, unless ``embed`` is off, the embeddings of new code chunks,
-commits and notes (incremental by text hash). Everything a recall needs is precomputed here.
+commits, notes and assistant session turns (incremental by text hash). Everything a recall needs is precomputed here.
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ def rebuild_file_fts(db: sqlite3.Connection) -> int:
 
 
 def embedding_items(db: sqlite3.Connection) -> list[tuple[str, str]]:
-    """(hash, text) of everything the dense channel searches: code chunks, commits and notes."""
+    """(hash, text) of everything the dense channel searches: code chunks, commits, notes and session turns."""
     from .dense import text_hash
-    from .recall import episode_text
+    from .recall import HISTORY_KINDS, episode_text
 
     items = [(h, t) for h, t in db.execute("SELECT hash, text FROM code_chunks")]
     for title, body in db.execute(
-        "SELECT title, body FROM episodes WHERE kind IN ('commit', 'note') AND valid_to IS NULL"
+        f"SELECT title, body FROM episodes WHERE kind IN {HISTORY_KINDS} AND valid_to IS NULL"
     ):
         text = episode_text(title, body)
         items.append((text_hash(text), text))

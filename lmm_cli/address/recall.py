@@ -1,12 +1,14 @@
-"""Recall: rank the files, commits and notes that matter for a task, each with the reasons why.
+"""Recall: rank the files, commits, notes and session turns that matter for a task, each with the reasons why.
 
 Channels, each a score per file (query-dependent ones first):
 
 - ``lexical``   BM25 over code chunks (FTS5, code-aware terms): the words of the task in the code.
 - ``names``     BM25 over each file's path and the names it defines: which file *is* the thing.
-- ``history``   BM25 over commits and notes: what changed when similar work was done, mapped
-                through renames to the files that exist now.
-- ``dense``     sentence-embedding similarity of the task to code chunks and commit messages.
+- ``history``   BM25 over commits, notes and assistant session turns: what changed (or what an
+                assistant edited and read) when similar work was done, mapped through renames to
+                the files that exist now.
+- ``dense``     sentence-embedding similarity of the task to code chunks, commit messages, notes
+                and session turns.
 - ``mentions``  files the task names outright: a file name or path (``plan.py``), a code name the
                 file defines (``retry_profile``), a commit id or a quoted commit subject
                 (``Revert "…"``) and the files that commit touched.
@@ -57,7 +59,7 @@ from .intent import (
 )
 from .languages import language_of
 
-__all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "Recall", "Recaller",
+__all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "SessionHit", "Recall", "Recaller",
            "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS"]
 
 CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
@@ -68,6 +70,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "lexical": 1.0, "names": 1.0, "history": 0.5, "dense": 0.7, "mentions": 2.0, "intent": 2.0, "cochange": 0.1,
     "structure": 0.25, "recency": 0.1, "fixes": 0.05,
 }
+MAX_SESSIONS = 3  # session turns an answer quotes at most
+SESSION_ROWS = 100  # session turns the history channel reads at most, besides its 200 commits and notes
 NAMED = 1e6  # the evidence score of a commit the task names: listed before any matched one
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
@@ -79,6 +83,8 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 MAX_TERMS = 128
 MENTION_CHARS = 8000
 MAX_MENTIONS = 32
+# The episodes recall searches besides code: git's commits, the user's notes, assistant session turns.
+HISTORY_KINDS = "('commit', 'note', 'session')"
 # How the lines above a definition that its chunk takes along begin: doc comments and attributes.
 _LEADING_TEXT = ("//", "/*", "*", "#[", "#!", "@", "[")
 
@@ -136,6 +142,20 @@ class NoteHit:
 
 
 @dataclass
+class SessionHit:
+    """A turn of an assistant session: what was asked, what the assistant said last."""
+    id: int
+    date: str
+    turn: str  # the turn's id in its session, as `lmm log` shows it
+    tool: str
+    prompt: str
+    answer: str
+    why: str
+    score: float
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Recall:
     query: str
     files: list[FileHit]
@@ -143,6 +163,7 @@ class Recall:
     notes: list[NoteHit]
     relevant: bool
     seconds: float = 0.0
+    sessions: list[SessionHit] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +173,7 @@ class Recall:
             "commits": [{"sha": c.sha, "date": c.date, "subject": c.subject, "why": c.why,
                          "score": round(c.score, 4)} for c in self.commits],
             "notes": [asdict(n) for n in self.notes],
+            "sessions": [asdict(s) for s in self.sessions],
         }
 
 
@@ -202,6 +224,7 @@ class _Evidence:
     mentioned: dict[str, str] = field(default_factory=dict)      # path → how the task names it
     intent_from: dict[str, tuple[str, str]] = field(default_factory=dict)  # path → (kind, candidate)
     dense_best: float = 0.0
+    episode_cos: dict[int, float] = field(default_factory=dict)  # episode id → its dense similarity
     gone: set[str] = field(default_factory=set)  # commits in the store that git no longer has
 
 
@@ -215,6 +238,7 @@ class Recaller:
         self.encoder = encoder  # None: no dense channel (the --fast path)
         self.weights = weights or load_weights(db)
         self._files: set[str] | None = None
+        self._has_sessions: bool | None = None
         self._renames: dict[str, str] | None = None
         self._dense: Any = None
         self._dense_refs: list[tuple[str, str | None, int, int] | int] = []
@@ -229,6 +253,14 @@ class Recaller:
         if self._files is None:
             self._files = {r[0] for r in self.db.execute("SELECT path FROM code_files")}
         return self._files
+
+    @property
+    def has_sessions(self) -> bool:
+        """Whether the store holds assistant session turns (a store built from git alone does not)."""
+        if self._has_sessions is None:
+            self._has_sessions = self.db.execute(
+                "SELECT 1 FROM episodes WHERE kind = 'session' AND valid_to IS NULL LIMIT 1").fetchone() is not None
+        return self._has_sessions
 
     def _rename_map(self) -> dict[str, str]:
         """old path → new path for every rename in the (current) history, latest last."""
@@ -329,13 +361,14 @@ class Recaller:
     def _history(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
         if not terms:
             return {}
-        rows = self.db.execute(
-            "SELECT e.id, e.kind, e.source, e.title, e.body, e.ts, -bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) AS s"
-            " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
-            " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN ('commit', 'note')"
-            " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT 200",
-            (fts_query(terms, phrases),),
-        ).fetchall()
+        sql = ("SELECT e.id, e.kind, e.source, e.title, e.body, e.ts, -bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) AS s"
+               " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
+               " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN {}"
+               " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT ?")
+        match = fts_query(terms, phrases)
+        rows = self.db.execute(sql.format("('commit', 'note')"), (match, 200)).fetchall()
+        if self.has_sessions:  # apart, so that many session turns never crowd commits out of the top 200
+            rows += self.db.execute(sql.format("('session')"), (match, SESSION_ROWS)).fetchall()
         if not rows:
             return {}
         for r in rows:
@@ -364,7 +397,7 @@ class Recaller:
 
         chunks = self.db.execute("SELECT path, symbol, start_line, end_line, hash FROM code_chunks").fetchall()
         eps = self.db.execute(
-            "SELECT id, title, body FROM episodes WHERE kind IN ('commit', 'note') AND valid_to IS NULL"
+            f"SELECT id, title, body FROM episodes WHERE kind IN {HISTORY_KINDS} AND valid_to IS NULL"
         ).fetchall()
         from .dense import text_hash
 
@@ -383,11 +416,12 @@ class Recaller:
         for pos, cos in self._dense.search(qvec, 300):
             ref = self._dense_refs[pos]
             ev.dense_best = max(ev.dense_best, cos)
-            if isinstance(ref, int):  # a commit or note: its files inherit part of the similarity
+            if isinstance(ref, int):  # a commit, note or session turn: its files inherit part of the similarity
                 if ref not in ev.episodes:
                     row = self.db.execute(
                         "SELECT id, kind, source, title, body, ts FROM episodes WHERE id = ?", (ref,)).fetchone()
                     ev.episodes[ref] = (0.0, row)
+                ev.episode_cos[ref] = max(ev.episode_cos.get(ref, 0.0), cos)
                 for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (ref,)):
                     cur = self.current_path(p)
                     if cur is not None:
@@ -614,15 +648,18 @@ class Recaller:
         ch, ev = self.channel_scores(query)
         ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files][:k_files]
         relevant = bool(ch["lexical"] or ch["names"] or ch["history"] or ch["mentions"]
-                        or ev.dense_best >= DENSE_RELEVANT)
+                        or ev.dense_best >= DENSE_RELEVANT
+                        # a note or session turn that matches the task's words, even one naming no file
+                        or any(s > 0 and row is not None and row["kind"] in ("note", "session")
+                               for s, row in ev.episodes.values()))
         if not relevant:
             return Recall(query, [], [], [], False, time.perf_counter() - t0)
         # Commits reset away and pruned stay in the store: never cite or quote one git no longer has.
         ev.gone = missing_commits(self.root, [row["source"] for _, row in ev.episodes.values()
                                               if row is not None and row["kind"] == "commit"])
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
-        commits, notes = self._episodes(ev, [f.path for f in files], k_commits)
-        return Recall(query, files, commits, notes, True, time.perf_counter() - t0)
+        commits, notes, sessions = self._episodes(ev, [f.path for f in files], k_commits)
+        return Recall(query, files, commits, notes, True, time.perf_counter() - t0, sessions)
 
     def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
         contrib = {c: self.weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}
@@ -660,7 +697,8 @@ class Recaller:
             if hits:
                 row = ev.episodes[hits[0][1]][1]
                 n = len(hits)
-                what = f"“{row['title'][:60]}”" + (f" ({row['source'][:7]})" if row["kind"] == "commit" else " (a note)")
+                what = f"“{row['title'][:60]}”" + (f" ({row['source'][:7]})" if row["kind"] == "commit" else
+                                                   " (an assistant session)" if row["kind"] == "session" else " (a note)")
                 return f"changed by {n} matching commit{'s' if n != 1 else ''}, e.g. {what}"
             return "changed by matching commits"
         if channel == "dense":
@@ -684,10 +722,12 @@ class Recaller:
             return "often fixed"
         return channel
 
-    def _episodes(self, ev: _Evidence, top_files: list[str], k: int) -> tuple[list[CommitHit], list[NoteHit]]:
+    def _episodes(self, ev: _Evidence, top_files: list[str],
+                  k: int) -> tuple[list[CommitHit], list[NoteHit], list[SessionHit]]:
         scored = sorted(ev.episodes.values(), key=lambda t: -t[0])
         commits: list[CommitHit] = []
         notes: list[NoteHit] = []
+        sessions: list[SessionHit] = []
         top_set = set(top_files)
         for s, row in scored:
             if row is None:
@@ -697,17 +737,32 @@ class Recaller:
                 if len(notes) < 5:
                     text = (row["title"] + ("\n" + row["body"] if row["body"] else "")).strip()
                     notes.append(NoteHit(row["id"], _day(row["ts"]), text, how, s))
+            elif row["kind"] == "session":
+                # A turn found by meaning alone is quoted only when close (a "thanks" is near everything).
+                if len(sessions) < MAX_SESSIONS and (s > 0 or ev.episode_cos.get(row["id"], 0.0) >= DENSE_RELEVANT):
+                    sessions.append(self._session_hit(row, how, s))
             elif len(commits) < k and row["source"] not in ev.gone:
                 paths = [p for (p,) in self.db.execute(
                     "SELECT path FROM episode_files WHERE episode_id = ?", (row["id"],))]
                 near = next((p for p in paths if self.current_path(p) in top_set), None)
                 commits.append(CommitHit(row["source"], _day(row["ts"]), row["title"],
                                          how + (f"; touched {near}" if near else ""), s, paths[:10], row["body"]))
-            if len(commits) >= k and len(notes) >= 5:
+            if len(commits) >= k and len(notes) >= 5 and len(sessions) >= MAX_SESSIONS:
                 break  # enough: the rest would only cost queries
-        return commits, notes
+        return commits, notes, sessions
+
+    def _session_hit(self, row: sqlite3.Row, how: str, score: float) -> SessionHit:
+        prompt, _, rest = (row["body"] or "").partition("\n\nAnswer: ")
+        answer = rest.split("\n\nFailed: ", 1)[0]
+        if prompt.startswith("Answer: "):  # a turn with no prompt of its own
+            prompt, answer = "", prompt[len("Answer: "):].split("\n\nFailed: ", 1)[0]
+        source = row["source"]
+        paths = [p for (p,) in self.db.execute(
+            "SELECT path FROM episode_files WHERE episode_id = ? ORDER BY status, path", (row["id"],))]
+        return SessionHit(row["id"], _day(row["ts"]), source.rsplit(":", 1)[-1], source.split(":", 1)[0],
+                          prompt.strip() or row["title"], answer.strip(), how, score, paths[:10])
 
 
 def episode_text(title: str, body: str) -> str:
-    """What is embedded for a commit or note: its message, the first lines of the body."""
+    """What is embedded for a commit, note or session turn: its title, the first lines of the body."""
     return (title + "\n" + "\n".join(body.splitlines()[:6])).strip()[:1000]

@@ -1,9 +1,12 @@
-"""The brief a recall prints: where to look, what happened, what tends to break — every line cited.
+"""The brief a recall prints: where to look, what happened, open threads, what tends to break — every line cited.
 
 The title echoes the task, bounded (``echo``): a pasted issue of 100 KB still leaves the budget to
 the answer. Commits git no longer has (reset away and pruned) are neither cited nor counted.
 
-Open threads (unfinished work seen in assistant sessions) join once transcripts are captured.
+"What happened" quotes assistant session turns too (what was asked, what the assistant answered),
+cited as ``session <date> <turn>``. "Open threads" are the unfinished work of captured sessions
+(``threads``: a question the session ended on without an answer, a failure that never passed later)
+that bears on this task: in a session recall matched, or on a file it ranks.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..address.recall import Recall
+from ..address.recall import Recall, SessionHit
 from .render import Citation, Line, Section, Verifier, commits_cited, one_line, render
+from .threads import open_threads, threads_section
 
 __all__ = ["recall_brief", "echo", "DEFAULT_BUDGET", "ECHO_WORDS", "ECHO_CHARS"]
 
@@ -65,6 +69,28 @@ def _breakage(path: str, rows: list[sqlite3.Row]) -> Line | None:
     return Line(text, [Citation("commit", r["source"]) for r in rows[:2]])
 
 
+def _session_line(sh: SessionHit) -> Line:
+    asked = " ".join(sh.prompt.split())
+    asked = asked if len(asked) <= 140 else asked[:139].rstrip() + "…"
+    said = " ".join(sh.answer.split())
+    said = said if len(said) <= 140 else said[:139].rstrip() + "…"
+    return Line(f"{sh.date} asked {sh.tool}: “{asked}”" + (f" — it answered: {said}" if said else ""),
+                [Citation("session", str(sh.id), label=f"session {sh.date} {sh.turn[:8]}")])
+
+
+def _threads(db: sqlite3.Connection, rec: Recall) -> Section:
+    """The open threads that bear on this recall: of a session it quotes, or on a file it ranks."""
+    if db.execute("SELECT 1 FROM episodes WHERE kind = 'session' LIMIT 1").fetchone() is None:
+        return Section("Open threads")
+    turns = {s.id for s in rec.sessions}
+    sessions = {str(r[0]) for r in db.execute(
+        f"SELECT json_extract(data, '$.tool') || ':' || json_extract(data, '$.session') FROM episodes"
+        f" WHERE id IN ({','.join('?' * len(turns))})", sorted(turns))} if turns else set()
+    top = {f.path for f in rec.files[:5]}
+    return threads_section([t for t in open_threads(db) if t.id in turns or t.session in sessions
+                            or top.intersection(t.files)], limit=4)
+
+
 def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int = DEFAULT_BUDGET) -> tuple[str, int]:
     from .tokens import count_tokens
 
@@ -76,12 +102,18 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
         first = f.symbols[0]["line"] if f.symbols else None
         where.lines.append(Line(line, [Citation("file", f.path, first)]))
     happened = Section("What happened")
+    # Commits and session turns by how well they match the task (the same BM25 over episodes), notes after.
+    turns = [(sh.score, _session_line(sh)) for sh in rec.sessions]
     for c in rec.commits:
+        while turns and turns[0][0] > c.score:
+            happened.lines.append(turns.pop(0)[1])
         why = _reason(c.body)
         happened.lines.append(Line(f"{c.date} {c.subject}" + (f" — {why}" if why else ""), [Citation("commit", c.sha)]))
+    happened.lines.extend(line for _, line in turns)
     for n in rec.notes:
         happened.lines.append(Line(f"{n.date} note: {' '.join(n.text.split())[:200]}",
                                    [Citation("note", str(n.id), label=f"note {n.date}")]))
+    threads = _threads(db, rec) if rec.relevant else Section("Open threads")
     fixes = {f.path: _fixes(db, f.path) for f in rec.files[:6]}
     verifier = Verifier(db, root)
     # One question to git for every commit this brief could cite; the fixes it no longer has are
@@ -93,7 +125,7 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
         if broke:
             breaks.lines.append(broke)
     text, tokens, _ = render(
-        f"lmm recall: {echo(rec.query)}", [where, happened, breaks] if rec.relevant else [],
+        f"lmm recall: {echo(rec.query)}", [where, happened, threads, breaks] if rec.relevant else [],
         budget=budget, count=count_tokens, verify=verifier.ok,
         empty=f"No memory of that in {root.name}.",
     )

@@ -1,7 +1,8 @@
 """Render a brief: sections of lines, each line citing its evidence, within a token budget.
 
 A line reaches the output only if every citation it makes was checked to exist (a commit in the
-store and in git, a file in the working tree with the cited line, a note in the store). Commits are
+store and in git, a file in the working tree with the cited line, a note or an assistant session turn
+in the store). Commits are
 checked with git in one batch (``Verifier.check_commits``) for all a brief would cite. Lines are
 added in priority order (sections in order, then lines in order) until the budget is spent, so a
 small budget keeps the best of each section rather than the first section alone.
@@ -35,7 +36,7 @@ def one_line(text: str) -> str:
 
 @dataclass(frozen=True)
 class Citation:
-    kind: str  # "commit" (ref = full sha), "file" (ref = path, line optional), "note" (ref = episode id)
+    kind: str  # "commit" (ref = full sha), "file" (ref = path, line optional), "note" or "session" (ref = episode id)
     ref: str
     line: int | None = None
     label: str = ""  # how it is shown: short sha, path:line, note date
@@ -47,6 +48,8 @@ class Citation:
             return self.ref[:7]
         if self.kind == "file":
             return one_line(f"{self.ref}:{self.line}" if self.line else self.ref)
+        if self.kind == "session":
+            return one_line(f"session {self.ref}")
         return one_line(f"note {self.ref}")
 
 
@@ -117,9 +120,9 @@ class Verifier:
         if c.kind == "file":
             n = self._file_lines(c.ref)
             return n is not None and (c.line is None or 1 <= c.line <= n)
-        if c.kind == "note":
+        if c.kind in ("note", "session"):
             return self.db.execute(
-                "SELECT 1 FROM episodes WHERE id = ? AND kind = 'note'", (c.ref,)
+                "SELECT 1 FROM episodes WHERE id = ? AND kind = ? AND valid_to IS NULL", (c.ref, c.kind)
             ).fetchone() is not None
         return False
 

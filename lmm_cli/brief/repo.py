@@ -1,6 +1,6 @@
 """The repo-wide brief (`lmm brief`): what a CLAUDE.md would say, made from the store, all cited.
 
-Six sections, each line citing its evidence (a file, a file line, a commit or a note), in the
+Seven sections, each line citing its evidence (a file, a file line, a commit, a note or a session turn), in the
 order their lines are kept when the budget is tight (the best line of each before the second of any):
 
 * Layout: the top-level folders (file counts, main languages, subfolders), each citing its most
@@ -13,7 +13,10 @@ order their lines are kept when the budget is tight (the best line of each befor
 * Hot spots: the files changed and fixed most, over the whole history and the last 90 days
   (a fix: the subject says fix/bug/regression/crash/hotfix; a revert: it starts with "Revert").
 * Recent direction: what the latest commits worked on (folders, subject words, new files).
-* Notes: the latest notes the user asked lmm to remember.
+* Open threads: unfinished work in the assistant sessions of the last ``THREAD_DAYS`` days (a
+  question a session ended on without an answer, a failed command that never passed later in its
+  session; ``threads``).
+* Notes: the latest notes the user asked lmm to remember (and the corrections made in sessions).
 
 Superseded commits (``valid_to`` set: amended or rebased away) are left out, and so are commits git
 no longer has (reset away and pruned, which no hook reports): the commits a brief would cite are
@@ -40,12 +43,14 @@ from .marked import MARK_BEGIN, MARK_END, write_section
 from .reading import RepoView
 from .render import Section, Verifier, commits_cited, render
 from .sections import central_section, hot_spots_section, layout_section, notes_section, recent_section
+from .threads import open_threads, threads_section
 from .tokens import count_tokens
 
 __all__ = ["BriefResult", "repo_brief", "write_section", "MARK_BEGIN", "MARK_END", "EMPTY"]
 
 EMPTY = "No memory of this repository yet: run `lmm init`."
 _ROUNDS = 3  # times the sections are made at most: again when git no longer has commits they cite
+THREAD_DAYS = 30  # open threads older than this are history, not open
 
 
 @dataclass
@@ -66,9 +71,10 @@ def repo_brief(db: sqlite3.Connection, root: Path, *, budget: int = 2000, now: f
     verifier = Verifier(db, root)
     if known:
         r = RepoView(db, root, now)
+        threads = threads_section(open_threads(db, since=now - THREAD_DAYS * 86400.0))
         for _ in range(_ROUNDS):
             sections = [layout_section(r), central_section(r), conventions_section(r), hot_spots_section(r),
-                        recent_section(r), notes_section(r)]
+                        recent_section(r), threads, notes_section(r)]
             gone = verifier.check_commits(commits_cited(sections))
             if not gone - r.gone:
                 break

@@ -4,10 +4,21 @@ Every path into the store goes through ``capture_commits``: list the commits tha
 rev-list`` from the wanted tips, minus the ancestry of tips already fully captured, minus commits
 already stored), parse them oldest first, and write them in batches. A batch is one transaction, so
 an interrupted backfill resumes where it stopped and nothing is stored twice.
+
+History can also arrive *below* what was captured: `git fetch --unshallow` (or a deeper fetch),
+grafts and `git replace` change which commits are reachable from the same tips. ``capture_history``
+(init and ingest) notices it — the shallow boundary, the grafts and the replace refs are fingerprinted,
+and the number of reachable commits is compared with what captures have accounted for — and then walks
+the whole reachable history against what is stored instead of stopping at the captured tips. The
+common case stays one `git rev-list` from the tips plus one `git rev-list --count`.
+
+Objects the repository does not have (a partial clone, a lost blob) never stop a capture and are
+never fetched: see ``gitlog.read_commits``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import time
@@ -21,7 +32,7 @@ from ..repo import run_git
 from ..store.db import transaction
 from ..store.episodes import Episode, EpisodeWriter, insert_episode, supersede
 from ..workspace import Workspace
-from .gitlog import RawCommit, iter_commits, write_attributes
+from .gitlog import RawCommit, Unavailable, read_commits, write_attributes
 
 __all__ = ["IngestResult", "capture_commits", "capture_history", "commit_episode", "record_rewrite",
            "record_checkout", "set_state", "get_state"]
@@ -44,10 +55,16 @@ class IngestResult:
     shallow: bool = False
     seconds: float = 0.0
     missing: list[str] = field(default_factory=list)  # asked for, but not in the object database
+    full_walk: bool = False  # the whole reachable history was compared with the store (history arrived)
+    older: int = 0  # commits captured from below already captured tips (unshallow, grafts, replace)
+    unavailable: Unavailable = field(default_factory=Unavailable)  # file versions without content here
 
     def as_dict(self) -> dict[str, Any]:
         return {"new": self.new, "known": self.known, "merges": self.merges, "shallow": self.shallow,
-                "seconds": round(self.seconds, 3), "missing": self.missing}
+                "seconds": round(self.seconds, 3), "missing": self.missing, "full_walk": self.full_walk,
+                "older": self.older,
+                "unavailable": {"partial_clone": self.unavailable.partial_clone, "files": self.unavailable.files,
+                                "commits": self.unavailable.commits}}
 
 
 def get_state(db: sqlite3.Connection, key: str) -> str | None:
@@ -93,9 +110,10 @@ def _known(db: sqlite3.Connection, shas: list[str]) -> set[str]:
     return known
 
 
-def _rev_list(ws: Workspace, db: sqlite3.Connection, wanted: list[str]) -> list[str]:
-    """Commits reachable from ``wanted`` and not from a fully captured tip, parents first."""
-    tips = [r[0] for r in db.execute("SELECT sha FROM tips ORDER BY ts DESC LIMIT ?", (MAX_TIPS,))]
+def _rev_list(ws: Workspace, db: sqlite3.Connection, wanted: list[str], full: bool = False) -> list[str]:
+    """Commits reachable from ``wanted`` and not from a fully captured tip (``full``: all of them),
+    parents first."""
+    tips = [] if full else [r[0] for r in db.execute("SELECT sha FROM tips ORDER BY ts DESC LIMIT ?", (MAX_TIPS,))]
     lines = [w for w in wanted if not w.startswith("-")] + [f"^{t}" for t in tips]
     flags = [w for w in wanted if w.startswith("-")]
     out = run_git(ws.repo.root, "rev-list", "--topo-order", "--reverse", "--ignore-missing", *flags, "--stdin",
@@ -120,8 +138,10 @@ def capture_commits(
     *,
     capture: str,
     progress: Progress | None = None,
+    full: bool = False,
 ) -> IngestResult:
-    """Capture every commit reachable from ``wanted`` (shas, or HEAD/--branches) not yet stored."""
+    """Capture every commit reachable from ``wanted`` (shas, or HEAD/--branches) not yet stored.
+    ``full``: look at the whole reachable history, not only what is new above the captured tips."""
     t0 = time.monotonic()
     result = IngestResult(shallow=ws.repo.shallow)
     tips = _resolve(ws, wanted)
@@ -129,10 +149,11 @@ def capture_commits(
     if not tips:
         result.seconds = time.monotonic() - t0
         return result
-    walked = _rev_list(ws, db, tips)
+    walked = _rev_list(ws, db, tips, full)
     known = _known(db, walked)
     todo = [s for s in walked if s not in known]
     result.known = len(known)
+    result.full_walk = full
     cfg = ws.config().capture
     ignore = IgnoreRules.load(ws.repo.root)
     attributes = write_attributes(ws.attributes)
@@ -143,7 +164,7 @@ def capture_commits(
     last = time.monotonic()
     writer = EpisodeWriter(db)
     with transaction(db) as tx:
-        for c in iter_commits(ws.repo.root, todo, cfg, ignore, attributes):
+        for c in read_commits(ws.repo.root, ws.repo.common_dir, todo, cfg, ignore, attributes, result.unavailable):
             if writer.add(commit_episode(c, capture)) is not None:
                 result.new += 1
                 result.merges += len(c.parents) > 1
@@ -156,6 +177,10 @@ def capture_commits(
                 if progress:
                     progress(done, len(todo))
         writer.flush()
+        if result.unavailable.files:
+            _add_state(db, "unavailable_files", result.unavailable.files)
+        if result.new:  # see capture_history: what captures accounted for, to notice history arriving
+            _add_state(db, "reachable", result.new, only_if_set=True)
         # Only once everything below them is stored do the tips count as fully captured.
         now = time.time()
         db.executemany("INSERT OR REPLACE INTO tips (sha, ts) VALUES (?, ?)", [(t, now) for t in tips])
@@ -166,15 +191,72 @@ def capture_commits(
     return result
 
 
+def _add_state(db: sqlite3.Connection, key: str, n: int, only_if_set: bool = False) -> None:
+    old = get_state(db, key)
+    if old is None and only_if_set:
+        return
+    try:
+        base = int(old or 0)
+    except ValueError:
+        base = 0
+    set_state(db, key, str(base + n))
+
+
+def history_shape(ws: Workspace) -> str:
+    """A fingerprint of what decides which commits are reachable besides the refs: the shallow
+    boundary (``shallow``), grafts (``info/grafts``) and replace refs."""
+    h = hashlib.sha256()
+    for name in ("shallow", "info/grafts"):
+        try:
+            h.update(name.encode() + b"\0" + (ws.repo.common_dir / name).read_bytes() + b"\0")
+        except OSError:
+            pass
+    h.update(run_git(ws.repo.root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/replace/",
+                     check=False))
+    return h.hexdigest()
+
+
+def _reachable(ws: Workspace, wanted: list[str]) -> int | None:
+    out = run_git(ws.repo.root, "rev-list", "--count", "--ignore-missing", *wanted, check=False).strip()
+    return int(out) if out.isdigit() else None
+
+
 def capture_history(ws: Workspace, db: sqlite3.Connection, *, capture: str, progress: Progress | None = None) -> IngestResult:
-    """HEAD and, by default, every local branch: the backfill and `lmm ingest`."""
+    """HEAD and, by default, every local branch: the backfill and `lmm ingest`.
+
+    Walks the whole reachable history (not only above the captured tips) when the history's shape
+    changed since the last run, or when more commits are reachable than captures accounted for."""
     wanted = ["HEAD"]
     if ws.config().capture.branches == "local":
         wanted.append("--branches")
-    result = capture_commits(ws, db, wanted, capture=capture, progress=progress)
+    has_head = ws.repo.head() is not None
+    shape = history_shape(ws)
+    # A store written before shapes were recorded gets one full walk too (history may have arrived).
+    full = has_head and get_state(db, "history_shape") != shape and \
+        db.execute("SELECT 1 FROM tips LIMIT 1").fetchone() is not None
+    result = capture_commits(ws, db, wanted, capture=capture, progress=progress, full=full)
+    count = _reachable(ws, wanted) if has_head else 0
+    before = get_state(db, "reachable")
+    if not full and count is not None and before is not None and before.isdigit() and count > int(before):
+        # More commits reachable than captured: some arrived below what was captured.
+        again = capture_commits(ws, db, wanted, capture=capture, progress=progress, full=True)
+        result.new += again.new
+        result.merges += again.merges
+        result.full_walk = True
+        result.unavailable.files += again.unavailable.files
+        result.unavailable.commits += again.unavailable.commits
+        result.unavailable.partial_clone |= again.unavailable.partial_clone
+        result.seconds += again.seconds
+    if result.full_walk and get_state(db, "reachable") is not None:
+        result.older = result.new
     with transaction(db):
         set_state(db, "last_ingest", str(time.time()))
         set_state(db, "shallow", "1" if ws.repo.shallow else "0")
+        set_state(db, "history_shape", shape)
+        if count is not None:
+            set_state(db, "reachable", str(count))
+        if result.unavailable.partial_clone:
+            set_state(db, "partial_clone", "1")
     return result
 
 

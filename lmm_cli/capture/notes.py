@@ -1,6 +1,8 @@
 """Explicit notes: `lmm remember "…"` and, later, the MCP `remember` tool.
 
-A note is redacted like everything else; saying the same thing twice stores it once. Files of the
+A note is redacted like everything else, and more: a person writing "the staging password is
+swordfish" is writing a password down, so notes go through ``redact_note`` (any word after a secret
+word in prose, not only a token-shaped one). Saying the same thing twice stores it once. Files of the
 repository that the note names (``src/auth/session.py``, or a unique file name like ``session.py``)
 are linked to it, so recall can reach the note from those files.
 """
@@ -11,10 +13,10 @@ import hashlib
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..errors import BadInput
-from ..privacy.redact import redact
+from ..errors import BadArgument
+from ..privacy.redact import redact, redact_note_with_hits
 from ..store.db import transaction
 from ..store.episodes import Episode, FileChange, insert_episode
 from ..workspace import Workspace
@@ -32,6 +34,7 @@ class NoteResult:
     new: bool
     files: list[str]
     redacted: bool
+    redactions: list[str] = field(default_factory=list)  # the kinds of secret taken out
 
 
 def _tracked_files(ws: Workspace) -> list[str]:
@@ -61,23 +64,50 @@ def _named_files(ws: Workspace, text: str) -> list[str]:
     return found
 
 
-def remember(ws: Workspace, db: sqlite3.Connection, text: str, *, capture: str = "cli") -> NoteResult:
+# What a note is (``lmm remember --kind``, the MCP tool's ``kind``), and how much it should weigh:
+# a user's correction is the strongest signal a repository's memory gets.
+NOTE_KINDS = {"note": 0.9, "decision": 0.9, "convention": 0.9, "warning": 0.9, "correction": 1.0}
+
+
+def _given_files(ws: Workspace, files: list[str]) -> list[str]:
+    """Files the caller names explicitly: repository paths (a leading ./ or the repo root dropped)."""
+    out = []
+    root = str(ws.repo.root).rstrip("/") + "/"
+    for f in files:
+        p = f.strip()
+        if p.startswith(root):
+            p = p[len(root):]
+        while p.startswith("./"):
+            p = p[2:]
+        if not p or p.startswith("/") or ".." in p.split("/"):
+            raise BadArgument(f"files: {f!r} is not a path inside the repository")
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def remember(ws: Workspace, db: sqlite3.Connection, text: str, *, capture: str = "cli",
+             files: list[str] | None = None, kind: str = "note") -> NoteResult:
     text = text.strip()
     if not text:
-        raise BadInput("nothing to remember: give the note as text, e.g. lmm remember \"we pin numpy below 3\"")
+        raise BadArgument("nothing to remember: give the note as text, e.g. lmm remember \"we pin numpy below 3\"")
     if len(text) > MAX_NOTE_CHARS:
-        raise BadInput(f"the note is {len(text)} characters; keep notes under {MAX_NOTE_CHARS}")
-    clean = redact(text)
+        raise BadArgument(f"the note is {len(text)} characters; keep notes under {MAX_NOTE_CHARS}")
+    if kind not in NOTE_KINDS:
+        raise BadArgument(f"kind: {kind!r} is not one of {', '.join(NOTE_KINDS)}")
+    clean, kinds = redact_note_with_hits(text)
     source = "note:" + hashlib.sha256(clean.encode()).hexdigest()[:16]
     title, _, body = clean.partition("\n")
-    files = _named_files(ws, clean)
+    named = [redact(f) for f in _given_files(ws, files or [])]
+    named += [f for f in _named_files(ws, clean) if f not in named]
     with transaction(db):
         eid = insert_episode(db, Episode(
             kind="note", source=source, ts=time.time(), title=title.strip()[:200], body=body.strip(),
-            files=[FileChange(path=p, status="N", added=None, deleted=None) for p in files],
-            salience=0.9, provenance={"capture": capture, "files": files},
+            files=[FileChange(path=p, status="N", added=None, deleted=None) for p in named],
+            data={"kind": kind} if kind != "note" else {},
+            salience=NOTE_KINDS[kind], provenance={"capture": capture, "files": named},
         ))
         if eid is None:
             row = db.execute("SELECT id FROM episodes WHERE kind = 'note' AND source = ?", (source,)).fetchone()
     return NoteResult(id=eid if eid is not None else row[0], source=source, new=eid is not None,
-                      files=files, redacted=clean != text)
+                      files=named, redacted=clean != text, redactions=kinds)

@@ -74,8 +74,12 @@ def read_event(path: Path) -> Event:
     stdin: list[str] = []
     if stdin_path.exists():
         stdin = [line for line in stdin_path.read_text("utf-8", "replace").splitlines() if line.strip()]
-    return Event(path=path, id=stem, hook=lines[1], cwd=lines[2], head=lines[3].strip(), ref=lines[4].strip(),
-                 args=lines[5:], ts=path.stat().st_mtime, stdin=stdin)
+    st = path.stat()
+    # The id keys the episode an event becomes: the file name alone (hook pid, counter) repeats once
+    # pids are recycled, and a later event would then be dropped as "already stored". With the
+    # file's mtime it is unique, and still the same when a crashed drainer reads the event again.
+    return Event(path=path, id=f"{stem}.{st.st_mtime_ns}", hook=lines[1], cwd=lines[2], head=lines[3].strip(),
+                 ref=lines[4].strip(), args=lines[5:], ts=st.st_mtime, stdin=stdin)
 
 
 def _companions(path: Path) -> list[Path]:

@@ -19,17 +19,16 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import stat
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import HooksError, StoreUnwritable
-from ..workspace import Workspace, data_file
+from ..workspace import Workspace
 
-__all__ = ["HOOKS", "install", "uninstall", "hook_status", "BEGIN", "END"]
+__all__ = ["HOOKS", "install", "uninstall", "hook_status", "tracked_hooks_dir", "manual_instructions", "MANUAL_LINE",
+           "BEGIN", "END"]
 
 HOOKS = ("post-commit", "post-merge", "post-rewrite", "post-checkout")
 BEGIN = "# >>> lmm >>> managed by lmm; `lmm hooks uninstall` removes this block"
@@ -40,23 +39,49 @@ ORIG_SUFFIX = ".lmm-orig"
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def _block(ws: Workspace, hook: str) -> str:
-    return (f"{BEGIN}\n__lmm_hook={hook}; if [ -r {shlex.quote(str(ws.hook_script))} ]; then "
-            f". {shlex.quote(str(ws.hook_script))}; fi; unset __lmm_hook\n{END}\n")
+# The block finds the hook script from the repository it runs in, never from an absolute path: the
+# same text serves every clone, a moved repository and a copy (each reaches its own
+# <git common dir>/lmm/hook.sh), and a hooks folder shared by several repositories. Its one git call
+# also gives hook.sh the commit and branch, so a commit still costs git a single extra process.
+_REV_PARSE = "git rev-parse --path-format=absolute --git-common-dir HEAD --symbolic-full-name HEAD"
+
+
+def _block(hook: str) -> str:
+    return (f"{BEGIN}\n"
+            f"__lmm_hook={hook}; __lmm_r=$({_REV_PARSE} 2>/dev/null) || :\n"
+            "__lmm_g=${__lmm_r%%\"\n\"*}; if [ -r \"$__lmm_g/lmm/hook.sh\" ]; then . \"$__lmm_g/lmm/hook.sh\"; fi\n"
+            f"unset __lmm_hook __lmm_r __lmm_g\n{END}\n")
+
+
+# What to add by hand to a hook in a hooks folder git tracks (husky v8's .husky/, a repository's
+# githooks/): no absolute path, so it works in every clone, and harmless where lmm is not set up.
+MANUAL_LINE = ('command . "$(git rev-parse --path-format=absolute --git-common-dir)/lmm/hook.sh" '
+               "2>/dev/null || :")
 
 
 def write_hook_script(ws: Workspace) -> None:
     """Fill in the hook template for this store and this Python."""
-    text = data_file("hooks", "lmm-hook.sh").read_text(encoding="utf-8")
-    values = {
-        "@QUEUE@": shlex.quote(str(ws.queue)),
-        "@PIDFILE@": shlex.quote(str(ws.dir / "drain.pid")),
-        "@PYTHON@": shlex.quote(sys.executable),
-        "@STORE@": shlex.quote(str(ws.dir)),
-    }
-    for k, v in values.items():
-        text = text.replace(k, v)
-    _atomic_write(ws.hook_script, text.encode(), 0o644)
+    ws.write_hook_script()
+
+
+def tracked_hooks_dir(ws: Workspace) -> str | None:
+    """The hooks folder relative to the work tree when git tracks files in it (husky v8's ``.husky``):
+    lmm must not edit those files, nor add files there that would show up as changes."""
+    root = ws.repo.root.resolve()
+    try:
+        rel = ws.repo.hooks_dir.resolve().relative_to(root)
+    except ValueError:
+        return None
+    if not rel.parts or rel.parts[0] == ".git":
+        return None
+    out = ws.repo.git("ls-files", "-z", "--", f":(literal){rel.as_posix()}", check=False)
+    return rel.as_posix() if out.strip(b"\0") else None
+
+
+def manual_instructions(rel: str) -> str:
+    hooks = ", ".join(f"{rel}/{h}" for h in HOOKS)
+    return (f"{rel} is tracked by git, so lmm does not change it; add this line to {hooks} "
+            f"(create the missing ones, executable): {MANUAL_LINE}")
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
@@ -126,8 +151,18 @@ def uninstall(ws: Workspace) -> list[HookState]:
 
 def _install(ws: Workspace) -> list[HookState]:
     write_hook_script(ws)
+    if ws.dir != ws.local and (ws.dir / "hook.sh").exists():
+        (ws.dir / "hook.sh").unlink()  # where lmm before 0.2 kept it under LMM_HOME
     hooks_dir = ws.repo.hooks_dir
     m = _load_manifest(ws)
+    tracked = tracked_hooks_dir(ws)
+    if tracked is not None:
+        # Never edit tracked files: the hook script is ready, the user adds one line by hand.
+        if m.get("hooks"):  # put back what an earlier install changed (here: tracked files)
+            _uninstall(ws)
+            write_hook_script(ws)
+        _save_manifest(ws, {"hooks_dir": str(hooks_dir), "hooks": {}, "manual": tracked})
+        return hook_status(ws)
     if m.get("hooks_dir") not in (None, str(hooks_dir)) and m.get("hooks"):
         # core.hooksPath changed since the last install: take lmm out of the old folder first.
         _uninstall(ws)
@@ -140,7 +175,7 @@ def _install(ws: Workspace) -> list[HookState]:
     out = []
     for hook in HOOKS:
         path = hooks_dir / hook
-        block = _block(ws, hook)
+        block = _block(hook)
         entry = entries.get(hook)
         if path.is_symlink() or not path.exists():
             if path.is_symlink() or (entry and entry.get("mode") == "wrapped"):
@@ -150,8 +185,11 @@ def _install(ws: Workspace) -> list[HookState]:
         else:
             data = path.read_bytes()
             text = data.decode("utf-8", "surrogateescape")
-            if _BLOCK.search(text):  # ours already: refresh the block in place
-                new = _BLOCK.sub(block.replace("\\", "\\\\"), text, count=1).encode("utf-8", "surrogateescape")
+            if _BLOCK.search(text):  # ours already: refresh the block in place (a wrapper: all of it)
+                if (entry or {}).get("mode") == "wrapped":
+                    new = _wrapper(hook).encode()
+                else:
+                    new = _BLOCK.sub(block.replace("\\", "\\\\"), text, count=1).encode("utf-8", "surrogateescape")
                 if new != data:
                     _atomic_write(path, new, stat.S_IMODE(path.stat().st_mode))
                 out.append(HookState(hook, "installed", (entry or {}).get("mode", "block")))
@@ -175,13 +213,18 @@ def _install(ws: Workspace) -> list[HookState]:
                                      "after its own; move that file away (or delete it if it is a leftover) "
                                      "and run `lmm hooks install` again")
                 os.replace(path, orig)
-            wrapper = ("#!/bin/sh\n" + block +
-                       f"if [ -x {shlex.quote(str(orig))} ]; then exec {shlex.quote(str(orig))} \"$@\"; fi\n")
-            _atomic_write(path, wrapper.encode(), 0o755)
+            _atomic_write(path, _wrapper(hook).encode(), 0o755)
             entries[hook] = {"mode": "wrapped"}
         out.append(HookState(hook, "installed", entries[hook]["mode"]))
     _save_manifest(ws, m)
     return out
+
+
+def _wrapper(hook: str) -> str:
+    """A hook that runs lmm's block, then the original moved beside it (found from the hook's own
+    path, so the pair still works after the repository moves)."""
+    orig = f'"${{0%/*}}/{hook}{ORIG_SUFFIX}"'
+    return "#!/bin/sh\n" + _block(hook) + f"if [ -x {orig} ]; then exec {orig} \"$@\"; fi\n"
 
 
 def _uninstall(ws: Workspace) -> list[HookState]:
@@ -228,22 +271,27 @@ def _uninstall(ws: Workspace) -> list[HookState]:
 
 
 def hook_status(ws: Workspace) -> list[HookState]:
+    """Each hook: installed (lmm's current block, or the hand-added line, and the hook script is
+    there), stale (an older block, or the script is missing), missing, or manual (a tracked hooks
+    folder where the line still has to be added by hand: see ``manual_instructions``)."""
     out = []
     entries = _load_manifest(ws).get("hooks", {})
+    tracked = tracked_hooks_dir(ws)
     for hook in HOOKS:
         path = ws.repo.hooks_dir / hook
         mode = entries.get(hook, {}).get("mode")
         try:
             text = path.read_bytes().decode("utf-8", "surrogateescape")
         except OSError:
-            out.append(HookState(hook, "missing", mode))
-            continue
+            text = ""
         m = _BLOCK.search(text)
-        if not m:
+        script = ws.hook_script.exists()
+        if tracked is not None and not m:
+            has_line = "/lmm/hook.sh" in text and os.access(path, os.X_OK)
+            out.append(HookState(hook, "installed" if has_line and script else "manual", "manual"))
+        elif not m:
             out.append(HookState(hook, "missing", mode))
-        elif str(ws.hook_script) not in m.group(0) and shlex.quote(str(ws.hook_script)) not in m.group(0):
-            out.append(HookState(hook, "stale", mode))
-        elif not os.access(path, os.X_OK) or not ws.hook_script.exists():
+        elif m.group(0) != _block(hook) or not os.access(path, os.X_OK) or not script:
             out.append(HookState(hook, "stale", mode))
         else:
             out.append(HookState(hook, "installed", mode))

@@ -20,8 +20,14 @@ __all__ = ["main"]
 
 
 def _after(ws: Workspace, db: sqlite3.Connection, result: DrainResult) -> None:
+    from ..capture.rescan import rescan_if_needed
     from ..core import after_capture
 
+    # Still under the capture lock: a store redacted under older rules is re-redacted (once) here
+    # too, since hooks may be the only capture a repository ever sees after an upgrade.
+    rescanned = rescan_if_needed(db)
+    if rescanned is not None:
+        log(ws.dir, "drain", f"rescanned episodes={rescanned.episodes} files={rescanned.files}")
     out = after_capture(ws, db, new_commits=result.commits)
     if out["tuning_started"]:
         log(ws.dir, "drain", "tune-started")

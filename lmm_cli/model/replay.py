@@ -22,7 +22,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from ..repo import run_git
+from ..store.lock import process_alive, process_start
 
 __all__ = [
     "HistoryCommit", "Query", "HeldOut", "Row", "Snapshot", "ReplayMemory", "held_out", "held_out_full",
     "history_before", "files_at", "clean_message", "worktree_at", "snapshot", "evaluate", "tune_split",
-    "percentile",
+    "percentile", "prune_leftovers", "TEMP_PREFIX",
 ]
 
 
@@ -271,15 +274,120 @@ def tune_split(queries: Sequence[Query], frac: float = 0.5) -> tuple[list[Query]
     return list(queries[:cut]), list(queries[cut:])
 
 
+# --------------------------------------------------------------------------- temporary folders
+
+# Replay's temporary worktree (lmm-bench-XXXX/tree) and memory (lmm-bench-store-XXXX/store). Each
+# holds an ``owner`` file (pid and start time of the process that made it): a folder whose owner is
+# gone was left by a run killed outright (kill -9), and the next run removes it.
+TEMP_PREFIX = "lmm-bench-"
+_OWNER = "owner"
+_LEGACY_AGE = 86400.0  # folders from before owner files: removed once a day old
+
+
+_STAGING = TEMP_PREFIX + "new-"  # made, owner not written yet: renamed to its real name once it is
+
+
+def _make_temp(prefix: str) -> Path:
+    """A temporary folder that names its owner from the moment it has its real name (a run killed
+    in between leaves a staging folder, pruned after a minute)."""
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING))
+    (staging / _OWNER).write_text(f"{os.getpid()} {process_start(os.getpid()) or ''}\n", encoding="utf-8")
+    final = staging.with_name(prefix + staging.name[len(_STAGING):])
+    os.rename(staging, final)
+    return final
+
+
+def _abandoned(folder: Path) -> bool:
+    try:
+        owner = (folder / _OWNER).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        try:
+            age = time.time() - folder.stat().st_mtime
+        except OSError:
+            return False
+        if folder.name.startswith(_STAGING):
+            return age > 60
+        # Before owner files: only the shapes replay makes, once they are old.
+        shaped = (folder / "tree" / ".git").is_file() or (folder / "store").is_dir()
+        return shaped and age > _LEGACY_AGE
+    except OSError:
+        return False
+    if not owner or not owner[0].isdigit():
+        return False
+    return not process_alive(int(owner[0]), owner[1] if len(owner) > 1 else None)
+
+
+def prune_leftovers(repo: Path | None = None) -> list[str]:
+    """Remove replay's temporary folders left by runs that were killed (their owner is gone), and
+    the worktrees they registered (`git worktree prune`, in ``repo`` and in the repository each
+    leftover worktree belonged to). Returns the folders removed."""
+    removed: list[str] = []
+    repos: set[Path] = set()
+    base = Path(tempfile.gettempdir())
+    try:
+        entries = [e for e in os.scandir(base) if e.name.startswith(TEMP_PREFIX) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        entries = []
+    for e in entries:
+        folder = Path(e.path)
+        if not _abandoned(folder):
+            continue
+        try:  # "gitdir: <common dir>/worktrees/<name>": the repository to prune afterwards
+            link = (folder / "tree" / ".git").read_text(encoding="utf-8").split(":", 1)[1].strip()
+            repos.add(Path(link).parent.parent)
+        except (OSError, IndexError):
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    if repo is not None:
+        run_git(repo, "worktree", "prune", check=False)
+    for common in repos:
+        if common.is_dir():
+            run_git(common, "worktree", "prune", check=False)
+    return removed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) arrived: unwinds like Ctrl-C (and is reported like it), so every
+    ``finally`` removes what it made."""
+
+
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """While the body runs, SIGTERM and SIGHUP raise ``Terminated`` instead of killing the process on
+    the spot (SIGINT already raises KeyboardInterrupt), so the temporary worktree and memory are
+    removed. Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Terminated(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                old[sig] = signal.signal(sig, handler)
+        except (OSError, ValueError):
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 # --------------------------------------------------------------------------- worktree
 
 
 @contextmanager
 def worktree_at(repo: Path, sha: str) -> Iterator[Path]:
     """A detached worktree of ``repo`` at ``sha`` in a temporary directory; always removed (and
-    pruned from the repository's worktree list), even when the body raises. Hooks are disabled for
-    the checkout so the repository's own hooks (lmm's among them) do not fire."""
-    tmp = Path(tempfile.mkdtemp(prefix="lmm-bench-"))
+    pruned from the repository's worktree list), even when the body raises or the process is
+    terminated (SIGTERM, SIGINT, SIGHUP). Hooks are disabled for the checkout so the repository's
+    own hooks (lmm's among them) do not fire."""
+    tmp = _make_temp(TEMP_PREFIX)
     wt = tmp / "tree"
     try:
         _git(repo, "-c", f"core.hooksPath={os.devnull}", "worktree", "add", "--detach", "--quiet",
@@ -310,10 +418,11 @@ def snapshot(repo: Path, holdout: int) -> Iterator[Snapshot]:
     """Everything a system may see, at the cut ``holdout`` commits back; the worktree lives as long
     as the ``with`` block (build once, evaluate as many settings as you like inside it)."""
     repo = Path(repo).resolve()
+    prune_leftovers(repo)
     held = held_out_full(repo, holdout)
     files = files_at(repo, held.cut)
     history = history_before(repo, held.cut)
-    with worktree_at(repo, held.cut) as root:
+    with _terminate_cleanly(), worktree_at(repo, held.cut) as root:
         yield Snapshot(repo, held.cut, root, files, history, held)
 
 
@@ -417,7 +526,7 @@ class ReplayMemory:
         from ..workspace import Workspace
 
         t0 = time.monotonic()
-        self.tmp = Path(tempfile.mkdtemp(prefix="lmm-bench-store-"))
+        self.tmp = _make_temp(TEMP_PREFIX + "store-")
         ws = Workspace(repo=discover(root), dir=self.tmp / "store")
         ws.dir.mkdir(parents=True)
         # History up to the cut only: the other local branches may hold later commits.

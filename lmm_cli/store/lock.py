@@ -2,7 +2,9 @@
 
 An flock on ``drain.lock`` in the store folder. The kernel drops it when the holder dies, so a
 killed drainer never leaves the store locked. ``drain.pid`` names the holder for hooks, which skip
-starting a drainer while that process is alive.
+starting a drainer while that process is alive: it holds ``PID STARTTIME``, the start time being
+field 22 of ``/proc/PID/stat`` (empty where there is no /proc), because a pid alone is recycled — a
+dead drainer's pid may belong to any process by the next commit, and the hook must not trust it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,35 @@ from pathlib import Path
 
 from ..errors import StoreLocked, StoreUnwritable
 
-__all__ = ["CaptureLock", "lock_is_held"]
+__all__ = ["CaptureLock", "lock_is_held", "process_start", "process_alive"]
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (field 22 of /proc/PID/stat, clock ticks since boot), or None
+    when there is no such process (or no /proc). A zombie counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid … (comm may hold spaces)
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def process_alive(pid: int, start: str | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``start`` (``process_start``'s value)."""
+    if os.path.isdir("/proc/self"):
+        now = process_start(pid)
+        return now is not None and (start is None or now == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class CaptureLock:
@@ -45,7 +75,7 @@ class CaptureLock:
         self.fd = fd
         tmp = self.pidfile.with_name(f"{self.pidfile.name}.{os.getpid()}")
         try:
-            tmp.write_text(f"{os.getpid()}\n")
+            tmp.write_text(f"{os.getpid()} {process_start(os.getpid()) or ''}\n")
             os.replace(tmp, self.pidfile)
         except OSError as e:
             self.release()

@@ -264,3 +264,41 @@ def m003_file_names_index(db: sqlite3.Connection) -> None:
         CREATE VIRTUAL TABLE file_fts USING fts5(
             path, names, terms, content='', tokenize='porter unicode61 remove_diacritics 2'
         )""")
+
+
+@migration
+def m004_privacy_rules_version(db: sqlite3.Connection) -> None:
+    """Record which redaction rules the store's text was redacted with: 0, "before this record".
+
+    Only the record: the rules are live code, which a migration must not import. The capture that
+    next opens the store (``capture/rescan.py``, under the capture lock) sees a version older than
+    its own ``RULES_VERSION`` and re-redacts everything stored, then records its version."""
+    db.execute("INSERT OR IGNORE INTO state (key, value) VALUES ('privacy.rules_version', '0')")
+
+
+@migration
+def m005_recalls_and_feedback(db: sqlite3.Connection) -> None:
+    """What recall answered, and whether it helped: the utility signal later learning uses.
+
+    Each recall (from the shell, the MCP tool or an assistant hook) gets a row with the ranked files
+    and commits it returned; ``feedback`` rows point at it. Text here is redacted like the rest."""
+    db.execute("""
+        CREATE TABLE recalls (
+            id      INTEGER PRIMARY KEY,
+            ts      REAL NOT NULL,
+            via     TEXT NOT NULL,               -- cli, mcp, hook
+            query   TEXT NOT NULL,               -- redacted, cut to 2,000 characters
+            files   TEXT NOT NULL DEFAULT '[]',  -- JSON: the ranked paths
+            commits TEXT NOT NULL DEFAULT '[]'   -- JSON: the shas listed
+        )""")
+    db.execute("CREATE INDEX recalls_ts ON recalls(ts)")
+    db.execute("""
+        CREATE TABLE feedback (
+            id        INTEGER PRIMARY KEY,
+            recall_id INTEGER NOT NULL REFERENCES recalls(id) ON DELETE CASCADE,
+            ts        REAL NOT NULL,
+            via       TEXT NOT NULL,
+            useful    INTEGER NOT NULL,          -- 1 helped, 0 did not
+            note      TEXT NOT NULL DEFAULT ''   -- redacted
+        )""")
+    db.execute("CREATE INDEX feedback_recall ON feedback(recall_id)")

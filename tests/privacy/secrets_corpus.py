@@ -11,6 +11,12 @@ the rule expected to fire (the marker reads ``[REDACTED:<kind>]``), and
 ``redact(text)`` must remove every occurrence of ``secret_value``.
 ``FILENAME_SAFE`` lists values that can also stand in a file name (no ``/``,
 no NUL, short enough) and are recognised without any surrounding context.
+
+``PLANTED`` adds the classes of issue 9 in many spellings (credentials in prose,
+env-style names with any prefix in shell/YAML/TOML/JSON/.env, bare vendor tokens,
+private-key bodies whose BEGIN line is elsewhere). ``CUT_HEADERS`` are function
+lines longer than the 80 bytes git prints of a hunk header's context, cut in the
+middle of their secret. ``NOTES`` are notes a person might ``lmm remember``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import base64
 import json
 import random
 
-__all__ = ["CORPUS", "FILENAME_SAFE", "KINDS"]
+__all__ = ["CORPUS", "FILENAME_SAFE", "KINDS", "PLANTED", "CUT_HEADERS", "NOTES", "ALL_VALUES"]
 
 _rng = random.Random(0x1A5E)  # fixed seed: the corpus is the same on every run
 
@@ -313,3 +319,244 @@ FILENAME_SAFE: list[str] = [
     AGE,
     JWT,
 ]
+
+
+# =============================================================================
+# Issue 9: the prefix table of gitleaks / detect-secrets, prose, env-style names
+# =============================================================================
+
+LHEX = HEX
+LALNUM = LO + DIG
+ONEPASSWORD_KEY = "A" + "3-" + "-".join([_r(UP + DIG, 6), _r(UP + DIG, 11), _r(UP + DIG, 5), _r(UP + DIG, 5), _r(UP + DIG, 5)])
+ONEPASSWORD_SA = "op" + "s_" + "eyJ" + _r(B64, 260)
+ADOBE = "p8" + "e-" + _r(ALNUM, 32)
+ALIBABA = "LT" + "AI" + _r(ALNUM, 20)
+ARTIFACTORY = "AK" + "Cp" + _r(ALNUM, 69)
+AUTHRESS = "sc" + "_" + _r(ALNUM, 10) + "." + _r(ALNUM, 5) + ".ac" + "c_" + _r(ALNUM, 20) + "." + _r(URLSAFE, 40)
+CLICKHOUSE = "4b" + "1d" + _r(ALNUM, 38)
+CLOJARS = "CLOJ" + "ARS_" + _r(LALNUM, 60)
+CF_ORIGIN = "v1" + ".0-" + _r(LHEX, 24) + "-" + _r(LHEX, 146)
+DUFFEL = "duf" + "fel_test_" + _r(ALNUM, 43)
+DYNATRACE = "dt0" + "c01." + _r(UP + DIG, 24) + "." + _r(ALNUM, 64)
+EASYPOST = "EZ" + "AK" + _r(ALNUM, 54)
+FACEBOOK = "EA" + "AC" + _r(ALNUM, 120)
+FLUTTERWAVE = "FLW" + "SECK_TEST-" + _r(LHEX, 32) + "-X"
+FLYIO = "fm" + "2_" + _r(B64, 120)
+FRAMEIO = "fio" + "-u-" + _r(URLSAFE, 64)
+GL_RUNNER = "GR13" + "48941" + _r(URLSAFE, 20)
+GL_SESSION = _r(LALNUM, 32)
+GRAFANA_KEY = "eyJr" + "Ijoi" + _r(ALNUM, 80)
+HARNESS = "pa" + "t." + _r(URLSAFE, 22) + "." + _r(ALNUM, 24) + "." + _r(ALNUM, 20)
+HEROKU = "HR" + "KU-AA" + _r(URLSAFE, 58)
+HF_ORG = "api" + "_org_" + _r(UP + LO, 34)
+INFRACOST = "ic" + "o-" + _r(ALNUM, 32)
+INTRA42 = "s-s4" + "t2ud-" + _r(LHEX, 64)
+JWT_B64 = base64.b64encode(JWT.encode()).decode()
+MAXMIND = _r(ALNUM, 6) + "_" + _r(ALNUM, 29) + "_m" + "mk"
+TEAMS_PATH = "-".join([_r(LHEX, 8), _r(LHEX, 4), _r(LHEX, 4), _r(LHEX, 4), _r(LHEX, 12)]) + "@" + "-".join(
+    [_r(LHEX, 8), _r(LHEX, 4), _r(LHEX, 4), _r(LHEX, 4), _r(LHEX, 12)]) + "/IncomingWebhook/" + _r(LHEX, 32)
+OCTOPUS = "AP" + "I-" + _r(UP, 10) + _r(DIG, 6) + _r(UP + DIG, 10)
+OPENROUTER = "sk" + "-or-v1-" + _r(LHEX, 64)
+OPENSHIFT = "sha" + "256~" + _r(URLSAFE, 43)
+PERPLEXITY = "pp" + "lx-" + _r(ALNUM, 48)
+PREFECT = "pn" + "u_" + _r(ALNUM, 36)
+README_TOKEN = "rd" + "me_" + _r(LALNUM, 70)
+SCALINGO = "tk" + "-us-" + _r(URLSAFE, 48)
+SENDINBLUE = "xkey" + "sib-" + _r(LHEX, 64) + "-" + _r(ALNUM, 16)
+SETTLEMINT = "sm" + "_pat_" + _r(ALNUM, 16)
+SHIPPO = "ship" + "po_live_" + _r(LHEX, 40)
+SOURCEGRAPH = "sg" + "p_local_" + _r(LHEX, 40)
+TYPEFORM = "tf" + "p_" + _r(ALNUM, 59)
+XAI = "xa" + "i-" + _r(ALNUM, 80)
+LANGSMITH = "lsv" + "2_pt_" + _r(LHEX, 32) + "_" + _r(LHEX, 10)
+PINECONE = "pc" + "sk_" + _r(ALNUM, 60)
+TAILSCALE = "ts" + "key-auth-" + _r(ALNUM, 12) + "-" + _r(ALNUM, 30)
+DENO = "dd" + "p_" + _r(ALNUM, 36)
+NEON = "na" + "pi_" + _r(LALNUM, 64)
+FIGMA = "fi" + "gd_" + _r(URLSAFE, 40)
+NETLIFY = "nf" + "p_" + _r(ALNUM, 40)
+GOOGLE_REFRESH = "1/" + "/0" + _r(URLSAFE, 60)
+AWS_SESSION = "IQoJ" + "b3JpZ2lu" + _r(B64, 200)
+FCM = "AA" + "AA" + _r(URLSAFE, 7) + ":APA" + "91b" + _r(URLSAFE, 134)
+BRAINTREE = "access_token" + "$production$" + _r(LALNUM, 16) + "$" + _r(LHEX, 32)
+NUGET = "oy" + "2" + _r(LALNUM, 43)
+SONAR = "sq" + "p_" + _r(LHEX, 40)
+CONTENTFUL = "CF" + "PAT-" + _r(URLSAFE, 43)
+BUILDKITE = "bk" + "ua_" + _r(LHEX, 40)
+CIRCLECI = "CCI" + "PAT_" + _r(ALNUM, 22) + "_" + _r(LHEX, 40)
+DROPBOX = "s" + "l." + _r(URLSAFE, 140)
+MAPBOX = "s" + "k.eyJ" + _r(URLSAFE, 40) + "." + _r(URLSAFE, 22)
+AWS_A3T = "A3" + "TX" + _r(B32, 16)
+STRIPE_PROD = "sk" + "_prod_" + _r(ALNUM, 24)
+
+# context-dependent values of the new classes
+PG_PASSWORD = "Pg" + _r(ALNUM, 12) + "!7"
+OPENAI_STYLE_KEY = _r(ALNUM, 40)  # a key of unknown format under a *_KEY name
+PROSE_PW = "Wint" + _r(ALNUM, 6) + "2024!"
+PROSE_TOKEN = _r(ALNUM, 32)
+
+_KEY_TAIL_BODY = [_r(B64, 64) for _ in range(6)] + [_r(B64, 20) + "=="]
+
+CORPUS += [
+    ("onepassword-token", ONEPASSWORD_KEY, "op signin --secret-key " + ONEPASSWORD_KEY),
+    ("onepassword-token", ONEPASSWORD_SA, "OP_SERVICE_ACCOUNT=" + ONEPASSWORD_SA),
+    ("adobe-client-secret", ADOBE, "adobe.clientSecret(" + repr(ADOBE) + ")"),
+    ("alibaba-access-key-id", ALIBABA, "aliyun configure --access-key-id " + ALIBABA),
+    ("artifactory-token", ARTIFACTORY, "jf c add --access-token " + ARTIFACTORY),
+    ("authress-key", AUTHRESS, "authress = AuthressClient(" + repr(AUTHRESS) + ")"),
+    ("clickhouse-api-secret", CLICKHOUSE, "ch.connect(secret=" + repr(CLICKHOUSE) + ")"),
+    ("clojars-token", CLOJARS, "lein deploy clojars " + CLOJARS),
+    ("cloudflare-origin-ca-key", CF_ORIGIN, "origin_ca_key: " + CF_ORIGIN),
+    ("duffel-token", DUFFEL, "Duffel(" + repr(DUFFEL) + ")"),
+    ("dynatrace-token", DYNATRACE, "curl -H 'Api-Token " + DYNATRACE + "' https://x"),
+    ("easypost-token", EASYPOST, "easypost.api_key(" + repr(EASYPOST) + ")"),
+    ("facebook-access-token", FACEBOOK, "graph = GraphAPI(" + repr(FACEBOOK) + ")"),
+    ("flutterwave-key", FLUTTERWAVE, "Rave(" + repr(FLUTTERWAVE) + ")"),
+    ("flyio-token", FLYIO, "fly deploy --access-token " + FLYIO),
+    ("frameio-token", FRAMEIO, "frameio.Client(" + repr(FRAMEIO) + ")"),
+    ("gitlab-runner-registration-token", GL_RUNNER, "gitlab-runner register --registration-token " + GL_RUNNER),
+    ("gitlab-session-cookie", GL_SESSION, "Cookie: _gitlab" + "_session=" + GL_SESSION),
+    ("grafana-api-key", GRAFANA_KEY, "grafana(" + repr(GRAFANA_KEY) + ")"),
+    ("harness-token", HARNESS, "harness login " + HARNESS),
+    ("heroku-api-key", HEROKU, "heroku.from_key(" + repr(HEROKU) + ")"),
+    ("huggingface-org-token", HF_ORG, "hub.login(" + repr(HF_ORG) + ")"),
+    ("infracost-token", INFRACOST, "infracost configure set api_key " + INFRACOST),
+    ("intra42-secret", INTRA42, "client42(" + repr(INTRA42) + ")"),
+    ("jwt-base64", JWT_B64, "  session: " + JWT_B64),
+    ("maxmind-license-key", MAXMIND, "geoipupdate -k " + MAXMIND),
+    ("teams-webhook-url", TEAMS_PATH, "post('https://acme.webhook.office.com/webhookb2/" + TEAMS_PATH + "')"),
+    ("octopus-deploy-key", OCTOPUS, "octo push --apiKey " + OCTOPUS),
+    ("openrouter-api-key", OPENROUTER, "OpenAI(base_url=u, api_key=" + repr(OPENROUTER) + ")"),
+    ("openshift-token", OPENSHIFT, "oc login --token=" + OPENSHIFT),
+    ("perplexity-api-key", PERPLEXITY, "pplx(" + repr(PERPLEXITY) + ")"),
+    ("prefect-token", PREFECT, "prefect cloud login -k " + PREFECT),
+    ("readme-token", README_TOKEN, "rdme login " + README_TOKEN),
+    ("scalingo-token", SCALINGO, "scalingo login --api-token " + SCALINGO),
+    ("sendinblue-key", SENDINBLUE, "brevo(" + repr(SENDINBLUE) + ")"),
+    ("shippo-token", SHIPPO, "shippo.config.api_key(" + repr(SHIPPO) + ")"),
+    ("sourcegraph-token", SOURCEGRAPH, "src login " + SOURCEGRAPH),
+    ("typeform-token", TYPEFORM, "Typeform(" + repr(TYPEFORM) + ")"),
+    ("xai-api-key", XAI, "Client(" + repr(XAI) + ")"),
+    ("langsmith-api-key", LANGSMITH, "Client(" + repr(LANGSMITH) + ")"),
+    ("pinecone-api-key", PINECONE, "Pinecone(" + repr(PINECONE) + ")"),
+    ("tailscale-key", TAILSCALE, "tailscale up --authkey " + TAILSCALE),
+    ("deno-token", DENO, "deployctl deploy --token " + DENO),
+    ("neon-api-key", NEON, "neonctl auth " + NEON),
+    ("figma-token", FIGMA, "figma(" + repr(FIGMA) + ")"),
+    ("netlify-token", NETLIFY, "netlify deploy --auth " + NETLIFY),
+    ("google-oauth-refresh-token", GOOGLE_REFRESH, "creds.refresh(" + repr(GOOGLE_REFRESH) + ")"),
+    ("aws-session-token", AWS_SESSION, "aws_session_token = " + AWS_SESSION),
+    ("fcm-server-key", FCM, "fcm = FCMNotification(" + repr(FCM) + ")"),
+    ("braintree-token", BRAINTREE, "gateway = braintree.BraintreeGateway(access_token=" + repr(BRAINTREE) + ")"),
+    ("nuget-api-key", NUGET, "dotnet nuget push pkg.nupkg -k " + NUGET),
+    ("sonarqube-token", SONAR, "sonar-scanner -Dsonar.login=" + SONAR),
+    ("contentful-token", CONTENTFUL, "contentful login --management-token " + CONTENTFUL),
+    ("buildkite-token", BUILDKITE, "bk configure " + BUILDKITE),
+    ("circleci-token", CIRCLECI, "circleci setup " + CIRCLECI),
+    ("mapbox-secret-token", MAPBOX, "mapbox upload " + MAPBOX),
+    ("aws-access-key-id", AWS_A3T, "aws configure set aws_access_key_id " + AWS_A3T),
+    ("stripe-secret-key", STRIPE_PROD, "stripe.api_key = " + repr(STRIPE_PROD)),
+    ("private-key-body", _KEY_TAIL_BODY[3],
+     "@@ -20,9 +20,10 @@ def load():\n" + "".join(" " + b + "\n" for b in _KEY_TAIL_BODY)
+     + " -----END RSA PRIVATE KEY-----\n+appended = True\n"),
+    ("env-secret-assignment", PG_PASSWORD, "export PGPASSWORD=" + PG_PASSWORD),
+    ("key-assignment", OPENAI_STYLE_KEY, "OPENAI_KEY=" + OPENAI_STYLE_KEY),
+    ("prose-secret", PROSE_PW, "the staging db password is " + PROSE_PW + " until Friday"),
+    ("prose-secret", PROSE_TOKEN, "rotated: auth token " + PROSE_TOKEN + " expires soon"),
+]
+KINDS = frozenset(kind for kind, _, _ in CORPUS)
+
+FILENAME_SAFE += [
+    ADOBE, ALIBABA, CLICKHOUSE, CLOJARS, EASYPOST, FLUTTERWAVE, GL_RUNNER, HEROKU, HF_ORG, INFRACOST,
+    MAXMIND, OPENROUTER, PERPLEXITY, PREFECT, README_TOKEN, SCALINGO, SENDINBLUE, SHIPPO, SOURCEGRAPH,
+    XAI, LANGSMITH, PINECONE, TAILSCALE, DENO, NEON, FIGMA, NETLIFY, NUGET, SONAR, CONTENTFUL, BUILDKITE,
+    CIRCLECI, GROQ, REPLICATE, SHOPIFY, SQUARE, SENTRY, SUPABASE, PLANETSCALE,
+]
+# One value per rule: in a file name the marker replaces it, and two names with the same marker would be one.
+
+
+# --- PLANTED: the classes of issue 9 in many spellings ----------------------
+
+
+def _pw(tag: str) -> str:
+    """A password-like value: letters, digits and a symbol, unique per use."""
+    return tag + _r(ALNUM, 10) + _rng.choice("!#%*+") + _r(DIG, 2)
+
+
+def _tok(n: int = 32) -> str:
+    return _r(ALNUM, n)
+
+
+_prose = [
+    ("the admin password is {v}", _pw("Adm")),
+    ("staging db password is {v} until Friday", _pw("Stg")),
+    ("aws secret key: {v}", _r(ALNUM, 20) + "/" + _r(ALNUM, 19)),
+    ("auth token {v}", _tok()),
+    ("The new root password was changed to {v} after the incident.", _pw("Rt")),
+    ("api key = {v} (rotate monthly)", _tok(36)),
+    ("FYI the prod token is now {v}", _tok(40)),
+    ("wifi password: {v} — ask IT before sharing", _pw("Wf")),
+    ("reset the deploy key to {v}", _tok(28)),
+    ("Use access token {v} for the bot", _tok(44)),
+    ("bot token is '{v}'", _tok(30)),
+    ('the password is "{v}"', "correct " + _r(LO, 6) + " battery " + _r(LO, 7)),
+    ("vault passphrase: {v}", _pw("Vp")),
+    ("client secret is {v}", _tok(34)),
+    ("db_password is {v} on the replica", _pw("Rep")),
+]
+_env = [
+    ("OPENAI_KEY={v}", _tok(48)),
+    ("SENDGRID_KEY={v}", _tok(40)),
+    ("export PGPASSWORD={v}", _pw("Pg")),
+    ("DD_API_KEY={v}", _r(HEX, 32)),
+    ("GITHUBTOKEN={v}", _tok(36)),
+    ("MY_SERVICE_TOKEN={v}", _tok(30)),
+    ("PAYMENTS_SECRET={v}", _tok(30)),
+    ("REDIS_PASSWORD={v}", _pw("Rd")),
+    ("MYSQL_PWD={v}", _pw("My")),
+    ("  MAPS_KEY: {v}", _tok(39)),
+    ('  "WEBHOOK_SECRET": "{v}",', _tok(32)),
+    ('algolia_admin_key = "{v}"', _r(HEX, 32)),
+    ("      - SMTP_PASSWORD={v}", _pw("Sm")),
+    ("ENV SLACKTOKEN={v}", _tok(40)),
+    ("DB_CREDENTIALS={v}", _pw("Cr")),
+    ("stripeKey: '{v}',", _tok(32)),
+    ("ADMIN_PASS ?= {v}", _pw("Mk")),
+    ("set -x DEPLOY_TOKEN {v}", _tok(32)),
+]
+
+PLANTED: list[tuple[str, str, str]] = (
+    [("prose", v, t.format(v=v)) for t, v in _prose]
+    + [("env-style", v, t.format(v=v)) for t, v in _env]
+    + [(kind, v, f"token {v}") for kind, v, _ in ((k, v, t) for k, v, t in CORPUS if v in FILENAME_SAFE)]
+)
+
+# Function lines longer than git's 80-byte hunk-header context, cut in the middle of the secret.
+_pad = "def connect(host, port, user, database, timeout=30, "
+CUT_HEADERS: list[tuple[str, str, str]] = [
+    ("cut-github-token", GH_TOKEN, _pad + 'token="' + GH_TOKEN + '"):'),
+    ("cut-stripe", STRIPE_LIVE, _pad + "k='" + STRIPE_LIVE + "'):"),
+    ("cut-password", "Cut-" + _r(ALNUM, 30), _pad + 'password="Cut-' + "{v}" + '"):'),
+    ("cut-passphrase", "correct horse " + _r(LO, 30), "def unlock(vault, retries=3, backoff=1.5, jitter=True, passphrase='{v}'):"),
+    ("cut-env", _tok(40), "function deploy(region, env, SERVICE_TOKEN={v}) {"),
+    ("cut-anthropic", ANTHROPIC, "async function callModel(prompt: string, key = '" + ANTHROPIC + "') {"),
+]
+CUT_HEADERS = [(k, v, line.replace("{v}", v.removeprefix("Cut-")) if "{v}" in line else line) for k, v, line in CUT_HEADERS]
+for _k, _v, _line in CUT_HEADERS:
+    _at = _line.find(_v)
+    assert _at >= 0 and _at < 74 < _at + len(_v), (_k, _at)  # the cut at 80 bytes lands inside the value
+
+# Notes a person might write; lmm remember redacts them in note mode.
+NOTE_PW = "swordfish" + _r(LO, 4)
+NOTES: list[tuple[str, str, str]] = [
+    ("note-prose", NOTE_PW, "the staging admin password is " + NOTE_PW + ", rotate after the demo"),
+    ("note-prose", PROSE_PW, "db password: " + PROSE_PW),
+    ("note-token", GH_TOKEN, "CI uses " + GH_TOKEN + " for the mirror"),
+    ("note-env", PG_PASSWORD, "run psql with PGPASSWORD=" + PG_PASSWORD),
+    ("note-key", OPENAI_STYLE_KEY, "the openai key is " + OPENAI_STYLE_KEY),
+]
+
+ALL_VALUES: list[tuple[str, str]] = sorted(
+    {(k, v) for k, v, _ in CORPUS} | {(k, v) for k, v, _ in PLANTED} | {(k, v) for k, v, _ in CUT_HEADERS}
+    | {(k, v) for k, v, _ in NOTES}
+)

@@ -76,7 +76,7 @@ def read(path: Path, offset: int = 0) -> list[Session]:
             if a:
                 turn.add_unique(turn.edited, a.group(1))
             elif r:
-                turn.commands.append(Command(r.group(1)[:1000]))
+                turn.commands.append(Command(r.group(1)[:1000], ts=session.started))
             continue
         answer.append(line)
     close_turn()

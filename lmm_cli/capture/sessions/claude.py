@@ -138,7 +138,7 @@ def read(path: Path, offset: int = 0, *, sidechain: bool = False) -> Session:
                     elif name in READ_TOOLS:
                         turn.add_unique(turn.read, str(args.get(READ_TOOLS[name]) or ""))
                     elif name in SHELL_TOOLS and isinstance(args.get("command"), str):
-                        cmd = Command(args["command"].strip()[:1000])
+                        cmd = Command(args["command"].strip()[:1000], ts=ts)
                         turn.commands.append(cmd)
                         pending[str(block.get("id"))] = cmd
     if session.turns:

@@ -144,7 +144,7 @@ def read(path: Path, offset: int = 0) -> Session:
                     turn.add_unique(turn.edited, m.group(1))
                 continue
             if name in SHELL_CALLS or ptype == "local_shell_call" or cmd:
-                command = Command(cmd[:1000])
+                command = Command(cmd[:1000], ts=ts)
                 if command.command:
                     turn.commands.append(command)
                     pending[str(payload.get("call_id") or payload.get("id"))] = command

@@ -27,6 +27,7 @@ class Command:
     command: str
     failed: bool = False
     error: str = ""  # the first lines of what a failed command printed
+    ts: float = 0.0  # when it was run (0: not known; the turn's time stands in)
 
 
 @dataclass

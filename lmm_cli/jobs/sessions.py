@@ -1,0 +1,81 @@
+"""Capture assistant sessions in the background: ``python -m lmm_cli.jobs.sessions STORE_DIR [TRANSCRIPT ...] [--final]``.
+
+Started detached by the assistants' hooks (Claude Code's SessionEnd and PreCompact give the
+transcript's path; ``--final`` says the session is over, so its last turn is written too). With no
+transcript named, every transcript of the repository is captured (``core.capture_sessions``). Waits a
+few seconds for the capture lock when a drainer holds it, logs to ``logs/sessions.log`` (counts and
+errors, never captured text) and exits 0 whatever happens.
+
+Claude Code writes its transcript asynchronously: at SessionEnd the last turn may not be on disk yet,
+so with ``--final`` the named transcripts are first given a moment to stop growing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from ..errors import LmmError, StoreLocked
+from ..workspace import workspace_from_store
+from ._run import detach, log
+
+__all__ = ["main", "LOCK_WAIT"]
+
+LOCK_WAIT = 20.0  # seconds to wait for a drainer or an ingest holding the capture lock
+SETTLE = 0.5      # a named transcript counts as written once its size holds still this long…
+SETTLE_MAX = 3.0  # …or after this long
+
+
+def _settle(paths: list[str]) -> None:
+    """Wait until the files stop growing (at most ``SETTLE_MAX`` seconds)."""
+    def sizes() -> list[int]:
+        out = []
+        for p in paths:
+            try:
+                out.append(os.stat(p).st_size)
+            except OSError:
+                out.append(-1)
+        return out
+
+    deadline = time.monotonic() + SETTLE_MAX
+    last = sizes()
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE)
+        now = sizes()
+        if now == last:
+            return
+        last = now
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return 0
+    detach(nice=10)
+    store = Path(argv[0])
+    final = "--final" in argv[1:]
+    transcripts = [a for a in argv[1:] if a != "--final"]
+    try:
+        from ..core import capture_sessions
+
+        if final and transcripts:
+            _settle(transcripts)
+        ws = workspace_from_store(store)
+        out = capture_sessions(ws, transcripts=transcripts or None, final=final, wait=LOCK_WAIT)
+        log(store, "sessions", f"captured files={out['files']} read={out['read']} sessions={out['sessions']}"
+                               f" turns={out['turns']} corrections={out['corrections']} skipped={out['skipped']}"
+                               f" pending={out['pending']} final={int(final)} seconds={out['seconds']}")
+    except StoreLocked:
+        log(store, "sessions", f"busy: the capture lock was held for {LOCK_WAIT:.0f}s; the next capture reads on")
+    except (OSError, ValueError, KeyError, LmmError) as e:  # the repository is gone or moved meanwhile
+        log(store, "sessions", f"error {type(e).__name__}: {str(e)[:200]}")
+    except Exception:  # noqa: BLE001 - a background job never fails; the log says why
+        log(store, "sessions", f"crash {traceback.format_exc(limit=3)!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
