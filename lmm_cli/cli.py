@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -468,6 +469,28 @@ def forget(
         return
     for r in out["removed"]:
         print(f"forgot {r['kind']} {r['id']}: {r['title'][:80]}")
+
+
+@app.command()
+@handled
+def watch(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Keep the memory up to date while you work, until Ctrl-C.
+
+    New turns in Claude Code, Codex and aider transcripts reach the store within seconds, and the
+    files you edit in the working tree feed recall's working set. One watcher per repository.
+    With `--json`, one JSON line per capture.
+
+    Example: `lmm watch` (or, in the background, `lmm watch --json >> watch.log &`)
+    """
+    from .errors import NotInitialised
+
+    ws = _workspace(repo)
+    if not ws.initialised:
+        raise NotInitialised(str(ws.repo.root))
+    # The watcher is a job (above the core): run it in this process, which it replaces, so signals reach it.
+    args = [sys.executable, "-m", "lmm_cli.jobs.watch", str(ws.dir), *(["--json"] if as_json else [])]
+    sys.stdout.flush()
+    os.execv(sys.executable, args)
 
 
 @app.command()

@@ -30,8 +30,8 @@ from .store.migrations import MIGRATIONS, schema_version
 from .workspace import Workspace
 
 __all__ = ["init", "ingest", "capture_sessions", "after_capture", "status", "log", "parse_since", "build", "recall",
-           "brief", "tune", "remember", "forget", "feedback", "Memory", "integrate", "integrations", "session_context",
-           "prompt_context", "start_session_capture", "LMM_MARK"]
+           "brief", "tune", "remember", "forget", "feedback", "Memory", "integrate", "session_context",
+           "prompt_context", "start_session_capture", "record_activity", "LMM_MARK"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
 MAX_ROWS = 2**63 - 1
@@ -131,7 +131,44 @@ def after_capture(ws: Workspace, db: sqlite3.Connection, *, embed: bool | None =
         embed = db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is not None
     index = build(ws, db, embed=embed, progress=progress)
     started = bool(tune and new_commits) and _start_tune_if_due(ws, db)
+    _refresh_aider(ws, db)
     return {"index": index, "tuning_started": started}
+
+
+_AIDER_STATE = "integrations.aider.brief"  # what the memory held when .aider.lmm.md was last written
+
+
+def _refresh_aider(ws: Workspace, db: sqlite3.Connection) -> bool:
+    """Rewrite aider's conventions file with the current session brief, when this repository has
+    the aider integration and the memory changed since it was last written; True when rewritten.
+    Cheap when there is nothing to do (a file check, one query); the file is written atomically,
+    and only while it is still lmm's (a file deleted or taken over by the user is left alone).
+    Never raises: the file is a convenience."""
+    from .integrations import aider
+    from .integrations.merge import Manifest, read_text, write_text
+    from .store.db import transaction
+
+    try:
+        manifest = ws.dir / "integrations.json"
+        if not manifest.is_file() or aider.CONVENTIONS not in Manifest(manifest).tool("aider").get("files", {}):
+            return False
+        count, last = db.execute("SELECT count(*), coalesce(max(id), 0) FROM episodes").fetchone()
+        mark = f"{count}:{last}:{ws.repo.head() or ''}"
+        row = db.execute("SELECT value FROM state WHERE key = ?", (_AIDER_STATE,)).fetchone()
+        path = ws.repo.root / aider.CONVENTIONS
+        have = read_text(path)
+        if have is None or LMM_MARK not in have or (row is not None and row[0] == mark):
+            return False
+        text = aider.conventions_text(LMM_MARK, session_context(ws, budget=AIDER_BRIEF))
+        changed = text != have
+        if changed:
+            write_text(path, text)
+        with transaction(db):
+            db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                       "value = excluded.value", (_AIDER_STATE, mark))
+        return changed
+    except Exception:  # noqa: BLE001 - a stale conventions file is better than a failed capture
+        return False
 
 
 def _start_tune_if_due(ws: Workspace, db: sqlite3.Connection) -> bool:
@@ -205,7 +242,7 @@ def capture_sessions(ws: Workspace, *, transcripts: list[str] | None = None, fin
     try:
         with CaptureLock(ws.dir).acquire_or_raise(wait):
             out = _capture_sessions(ws, db, transcripts, final)
-            if out["turns"] or out["corrections"]:
+            if out["turns"] or out["corrections"] or out.get("memory"):
                 out["index"] = after_capture(ws, db, new_commits=0)["index"]
     finally:
         db.close()
@@ -532,11 +569,17 @@ class Memory:
     """One repository's memory held open for a long-lived caller (the MCP server): the encoder and
     recall's lookups stay loaded between calls and are reloaded when another process has changed
     the store (SQLite's ``data_version``). The repository is resolved at each call until it is
-    initialised, so a server started before `lmm init` starts working once the store exists."""
+    initialised, so a server started before `lmm init` starts working once the store exists.
+
+    The MCP server runs each tool call on a worker thread: calls are serialised by a lock, and the
+    connection they share is opened for use across threads."""
 
     def __init__(self, root: Path, *, via: str = "mcp") -> None:
+        import threading
+
         self.root = root
         self.via = via
+        self._lock = threading.RLock()
         self._ws: Workspace | None = None
         self._db: sqlite3.Connection | None = None
         self._recaller: Any = None
@@ -544,13 +587,14 @@ class Memory:
         self._encoder: Any = None
 
     def workspace(self) -> Workspace:
-        if self._ws is None:
-            from .workspace import open_workspace
+        with self._lock:
+            if self._ws is None:
+                from .workspace import open_workspace
 
-            ws = open_workspace(self.root)
-            ws.connect().close()  # not initialised → NotInitialised, and try again next call
-            self._ws = ws
-        return self._ws
+                ws = open_workspace(self.root)
+                ws.connect().close()  # not initialised → NotInitialised, and try again next call
+                self._ws = ws
+            return self._ws
 
     def _warm(self) -> tuple[Workspace, sqlite3.Connection, Any]:
         from .address.dense import stored_encoder
@@ -558,7 +602,7 @@ class Memory:
 
         ws = self.workspace()
         if self._db is None:
-            self._db = ws.connect()
+            self._db = ws.connect(shared=True)
         db = self._db
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if self._recaller is None or version != self._version:
@@ -571,36 +615,43 @@ class Memory:
 
     def recall(self, query: str, *, budget: int = 800, k: int = 8) -> dict[str, Any]:
         query = _check_recall_args(query, budget, k)
-        ws, db, recaller = self._warm()
-        out = _answer(ws, db, recaller, query, budget=budget, k=k, via=self.via)
-        self._version = db.execute("PRAGMA data_version").fetchone()[0]  # our own log row is no change
-        return out
+        with self._lock:
+            ws, db, recaller = self._warm()
+            out = _answer(ws, db, recaller, query, budget=budget, k=k, via=self.via)
+            self._version = db.execute("PRAGMA data_version").fetchone()[0]  # our own log row is no change
+            return out
 
     def remember(self, text: str, *, files: list[str] | None = None, kind: str = "note") -> dict[str, Any]:
-        res = remember(self.workspace(), text, files=files, kind=kind, via=self.via)
-        return {"id": res.id, "source": res.source, "new": res.new, "files": res.files, "redacted": res.redacted}
+        with self._lock:
+            res = remember(self.workspace(), text, files=files, kind=kind, via=self.via)
+            return {"id": res.id, "source": res.source, "new": res.new, "files": res.files, "redacted": res.redacted}
 
     def forget(self, query_or_id: str) -> dict[str, Any]:
-        return forget(self.workspace(), query_or_id)
+        with self._lock:
+            return forget(self.workspace(), query_or_id)
 
     def feedback(self, recall_id: str, *, useful: bool, note: str | None = None) -> dict[str, Any]:
-        return feedback(self.workspace(), recall_id, useful=useful, note=note, via=self.via)
+        with self._lock:
+            return feedback(self.workspace(), recall_id, useful=useful, note=note, via=self.via)
 
     def status(self) -> dict[str, Any]:
         from .privacy.output import clean_data
 
-        out: dict[str, Any] = clean_data(status(self.workspace()))
-        return out
+        with self._lock:
+            out: dict[str, Any] = clean_data(status(self.workspace()))
+            return out
 
-    def session_brief(self, budget: int = 1500) -> str:
-        text: str = brief(self.workspace(), budget=budget)["brief"]
-        return text
+    def session_brief(self, budget: int = 800) -> str:
+        """The brief a session starts with (the same one the SessionStart hook injects)."""
+        with self._lock:
+            return session_context(self.workspace(), budget=budget) or "No memory of this repository yet."
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-        self._recaller = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            self._recaller = None
 
 
 def install_hooks(ws: Workspace) -> list[Any]:
@@ -621,12 +672,13 @@ def hook_states(ws: Workspace) -> list[Any]:
 # -- assistants: `lmm integrate` and what the assistants' hooks call --------------------------------
 
 ASSISTANTS = ("claude", "codex", "cursor", "aider")
+AIDER_BRIEF = 1500  # tokens of session brief in aider's conventions file
 _NEXT = {
     "claude": "Claude Code asks once to approve the `lmm` server of .mcp.json; the hooks run from the next session",
     "claude-plugin": "in Claude Code: /plugin marketplace add {dir}, then /plugin install lmm@lmm",
     "codex": "Codex runs the project's hooks once you trust the project; the MCP server serves every repository",
     "cursor": "enable the `lmm` MCP server in Cursor's settings (Tools & MCP)",
-    "aider": "aider reads .aider.lmm.md at its next start; run `lmm integrate aider` again to refresh it",
+    "aider": "aider reads .aider.lmm.md at its next start; lmm refreshes it after every capture",
 }
 
 
@@ -661,7 +713,7 @@ def integrate(ws: Workspace, tool: str, *, plugin: Path | None = None, remove: b
     elif tool == "cursor":
         changes = cursor.changes(root)
     else:
-        changes = aider.changes(root, LMM_MARK, session_context(ws, budget=1500))
+        changes = aider.changes(root, LMM_MARK, session_context(ws, budget=AIDER_BRIEF))
     records = dict(entry.get("files", {}))
     try:
         report = apply_changes(changes, root, records)
@@ -672,19 +724,12 @@ def integrate(ws: Workspace, tool: str, *, plugin: Path | None = None, remove: b
     return {"tool": name, "removed": False, "files": report, "next": hint}
 
 
-def integrations(ws: Workspace) -> dict[str, Any]:
-    """The assistants `lmm integrate` connected to this repository, with their files."""
-    from .integrations.merge import Manifest
-
-    return {name: sorted(e.get("files", {})) for name, e in Manifest(ws.dir / "integrations.json").data["tools"].items()}
-
-
 # The session brief leaves out the repository overview (layout, central modules): measured, overviews
 # do not help agents; what does is specific: commands, conventions, fragile files, open threads, notes.
 _OVERVIEW = ("Layout", "Central modules")
 
 
-def session_context(ws: Workspace, *, budget: int = 1200) -> str:
+def session_context(ws: Workspace, *, budget: int = 800) -> str:
     """What an assistant session starts with: the repo brief's specific sections, within ``budget``
     tokens, every line cited; "" when the memory has nothing to say."""
     from .brief.render import render
@@ -770,11 +815,13 @@ def prompt_context(ws: Workspace, prompt: str, *, budget: int = 600) -> dict[str
     - without them: its subject words meet in one chunk, commit or note specifically enough
       (``_specificity`` ≥ ``SPECIFIC``).
 
-    Measured on starlette (and click, lexical) with 30 prompts a user types between tasks that no
-    threshold was fitted on ("nice work, ship it", "it still doesn't work") and 10 about their
-    code ("the multipart parser drops the last field"): dense gate 0/30 injected, 10/10 answered
-    (chat ≤ 0.46, code ≥ 0.63); lexical gate 1/30 and 8/10 (click: 1/30, 7/10). A prompt missed
-    costs little: the assistant can still call the `recall` tool."""
+    Measured with 30 prompts a user types between tasks ("nice work, ship it", "it still doesn't
+    work"; not used to pick ``CHATTER`` or ``SPECIFIC``) and 10 about each repository's code ("the
+    multipart parser drops the last field"). ``DENSE_GATE`` lies between starlette's chat (≤ 0.46)
+    and code (≥ 0.63); on click, held out, it injects 3/30 chat prompts (up to 0.67: click's docs
+    talk about changes and instructions) and answers 10/10. The lexical gate: 1/30 on each, and
+    8/10 (starlette), 7/10 (click). A prompt missed costs little: the assistant can still call the
+    `recall` tool."""
     from .address.dense import stored_encoder
     from .address.recall import DENSE_RELEVANT, Recaller
     from .text import query_terms
@@ -832,3 +879,20 @@ def start_session_capture(ws: Workspace, transcripts: list[str], *, final: bool)
     except OSError:
         return None
     return p.pid
+
+
+def record_activity(ws: Workspace, paths: list[str], *, via: str) -> list[str]:
+    """Note that these repository files were just edited (``store.activity``; recall's working set
+    reads it), leaving out those ``.lmmignore`` matches. Returns the paths recorded."""
+    from .privacy.ignore import IgnoreRules
+    from .store.activity import record
+
+    rules = IgnoreRules.load(ws.repo.root)
+    keep = [p for p in dict.fromkeys(paths) if p and not rules.ignored(p)]
+    if keep:
+        db = ws.connect()
+        try:
+            record(db, keep, via)
+        finally:
+            db.close()
+    return keep

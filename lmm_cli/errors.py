@@ -80,8 +80,14 @@ class StoreUnwritable(LmmError):
     """The store's folder cannot be created or written (a read-only disk or folder, LMM_HOME at a file)."""
 
     def __init__(self, path: str, detail: str) -> None:
-        hint = ("point LMM_HOME at a writable folder, or unset it" if _lmm_home_involved(path)
-                else "make it writable (or set LMM_HOME to a writable folder) and try again")
+        import os
+
+        if os.path.isdir(path):  # the store is there: it is the store (or its disk) that is read-only
+            hint = "make it writable and try again (reading it needs that too: SQLite writes its WAL beside it)"
+        elif _lmm_home_involved(path):
+            hint = "point LMM_HOME at a writable folder, or unset it"
+        else:
+            hint = "make that folder writable (or set LMM_HOME to a writable folder) and try again"
         super().__init__(f"cannot write the store at {path} ({detail}); {hint}")
 
 

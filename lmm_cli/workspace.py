@@ -79,10 +79,10 @@ class Workspace:
     def config(self) -> Config:
         return load_config(self.config_path)
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self, *, shared: bool = False) -> sqlite3.Connection:
         if not self.initialised:
             raise NotInitialised(str(self.repo.root))
-        return connect(self.dir)
+        return connect(self.dir, shared=shared)
 
     def create(self) -> sqlite3.Connection:
         """Create the store folder (idempotent) and return a connection to a migrated store."""

@@ -16,7 +16,8 @@ Channels, each a score per file (query-dependent ones first):
                 documentation lifts the documentation among them.
 - ``cochange``  files that change together with the best candidates so far.
 - ``structure`` centrality in the reference graph (PageRank over who-uses-whom).
-- ``recency``   the working set: uncommitted changes and the latest commits.
+- ``recency``   the working set: uncommitted changes, files edited in the last half hour (``lmm watch``,
+                the Cursor hook; decaying) and the latest commits.
 - ``fixes``     fix and revert density: where things tend to break.
 
 A long task (a pasted issue of 100 KB) is read up to bounds (``MAX_TERMS``, ``MENTION_CHARS``), so
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..repo import GitError, run_git
+from ..store.activity import recent as recent_activity
 from ..text import query_phrases, query_terms
 from .intent import (
     identifier_mentions,
@@ -590,6 +592,11 @@ class Recaller:
                     recency[item[3:]] += 3.0
         except Exception:  # a recall never fails for want of git status
             pass
+        # What is active now (`lmm watch`, the Cursor hook): files edited in the last half hour, decaying.
+        for p, w in recent_activity(self.db).items():
+            cur = self.current_path(p)
+            if cur:
+                recency[cur] += 3.0 * w
         fixes: dict[str, float] = {}
         for path, n in self.db.execute(
             "SELECT f.path, count(*) FROM episode_files f JOIN episodes e ON e.id = f.episode_id"

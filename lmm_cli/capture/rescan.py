@@ -60,6 +60,7 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "state": ("value",),  # small: outcomes of fits, counters; walked anyway, as JSON where it is JSON
     "recalls": ("via", "query", "files", "commits"),
     "feedback": ("via", "note"),
+    "activity": ("path", "via"),
 }
 # Tables of plain redacted text (JSON where it is JSON), re-redacted column by column.
 _PLAIN_TABLES = {"recalls": ("query", "files"), "feedback": ("note",)}

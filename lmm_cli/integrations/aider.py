@@ -2,9 +2,9 @@
 
 aider has no hooks and no MCP client: what lmm knows reaches it as a read-only file. ``.aider.lmm.md``
 (lmm's own file; aider's ``.aider*`` ignore pattern keeps it out of git) holds how to ask lmm from the
-chat (``/run lmm recall "…"``) and the session brief as of ``lmm integrate aider`` (run it again to
-refresh). ``.aider.conf.yml`` gets ``.aider.lmm.md`` in its ``read:`` list, edited as text so the
-rest of the file is untouched:
+chat (``/run lmm recall "…"``) and the session brief, rewritten after every capture while the
+integration is installed (``core.after_capture``). ``.aider.conf.yml`` gets ``.aider.lmm.md`` in its
+``read:`` list, edited as text so the rest of the file is untouched:
 
 - no ``read:`` key: a ``read:`` list is appended;
 - a block list (``read:`` then ``- a`` lines): one ``- .aider.lmm.md`` line after the last item;
@@ -37,13 +37,14 @@ def conventions_text(mark: str, brief: str) -> str:
             "lmm keeps this repository's history, past sessions and notes. Ask it about a task with\n"
             "`/run lmm recall \"<task in a few words>\"` (files to look at, the commits that changed them and why);\n"
             "keep a decision or correction with `/run lmm remember \"<one sentence>\"`.\n"
-            f"This file is written by `lmm integrate aider`; run it again to refresh it.\n\n{brief.strip()}\n")
+            "This file is written by `lmm integrate aider` and refreshed after every capture.\n\n"
+            f"{brief.strip()}\n")
     return body
 
 
 def _validate(text: str, where: Path) -> None:
     try:
-        import yaml
+        import yaml  # type: ignore[import-untyped, unused-ignore]
     except ImportError:  # PyYAML is aider's, not lmm's: without it the check is skipped
         return
     try:

@@ -420,10 +420,19 @@ def redact_note_with_hits(text: str) -> tuple[str, list[str]]:
     out, hits = redact_with_hits(text)
     if _NOTE_TRIGGER.search(out) is None:
         return out, hits
-    spans = [m.span("secret") for m in _NOTE_PROSE.finditer(out) if not _skip_prose(m, note=True)]
+    spans = [m.span("secret") for m in _NOTE_PROSE.finditer(out)
+             if not _skip_prose(m, note=True) and not _inside_marker(out, *m.span("secret"))]
     for start, end in reversed(spans):
         out = out[:start] + "[REDACTED:prose-secret]" + out[end:]
     return out, hits + ["prose-secret"] * len(spans)
+
+
+_MARKER = re.compile(r"\[REDACTED:[a-z0-9-]+\]")
+
+
+def _inside_marker(text: str, start: int, end: int) -> bool:
+    """The span overlaps a ``[REDACTED:…]`` the first pass wrote: already gone, not a new secret."""
+    return any(m.start() < end and start < m.end() for m in _MARKER.finditer(text, max(0, start - 40), end + 40))
 
 
 def redact_note(text: str) -> str:

@@ -9,8 +9,8 @@ and ``file_path``). The handlers call the core:
   knows well enough (``core.prompt_context``); silence otherwise ("thanks", "run the tests").
 - ``pre-compact``, ``session-end``, ``stop``: start the capture of the transcript
   (``python -m lmm_cli.jobs.sessions STORE TRANSCRIPT [--final]``), detached, and return at once.
-- ``after-file-edit`` (Cursor): the edited file joins the store's working set
-  (``working-set.jsonl``, the latest ``WORKING_SET`` edits).
+- ``after-file-edit`` (Cursor): the edited file joins the store's activity signal (``store.activity``),
+  which recall's working-set channel reads, as it does what ``lmm watch`` sees in the working tree.
 
 Context goes out as ``{"hookSpecificOutput": {"hookEventName": …, "additionalContext": …}}``, which
 Claude Code and Codex both read, and starts with ``LMM_MARK`` so that transcript capture never takes
@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["main", "Payload", "EVENTS", "DEADLINE", "BRIEF_BUDGET", "PROMPT_BUDGET", "WORKING_SET"]
+__all__ = ["main", "Payload", "EVENTS", "DEADLINE", "BRIEF_BUDGET", "PROMPT_BUDGET"]
 
-BRIEF_BUDGET = 1200  # tokens of the session brief (Claude Code moves anything over 10,000 characters to a file)
+BRIEF_BUDGET = 800  # tokens of the session brief (Claude Code moves anything over 10,000 characters to a file)
 PROMPT_BUDGET = 600  # tokens of a prompt's recall
-WORKING_SET = 200  # edits kept in working-set.jsonl
 # Seconds a handler may take before it gives up in silence: under the timeouts lmm's hook entries set
 # (30 s for SessionStart, 15 s for UserPromptSubmit), so the assistant never has to kill it.
 DEADLINE = {"session-start": 20, "user-prompt-submit": 10}
@@ -58,8 +57,9 @@ EVENTS = {
 _HOOK_EVENT_NAME = {"session-start": "SessionStart", "user-prompt-submit": "UserPromptSubmit"}
 
 
-class _OutOfTime(Exception):
-    pass
+class _OutOfTime(BaseException):
+    """Raised by the deadline's alarm; a BaseException, so that no ``except Exception`` on the way
+    takes it for an ordinary error and carries on."""
 
 
 @dataclass
@@ -157,16 +157,9 @@ def _after_file_edit(ws: Any, p: Payload, note: list[str]) -> None:
     except ValueError:
         note.append("outside the repository")
         return None
-    target = ws.dir / "working-set.jsonl"
-    line = json.dumps({"ts": round(time.time(), 3), "path": rel, "via": "cursor"}) + "\n"
-    try:
-        lines = target.read_text(encoding="utf-8").splitlines(keepends=True)[-(WORKING_SET - 1):]
-    except (OSError, UnicodeDecodeError):
-        lines = []
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(lines) + line, encoding="utf-8")
-    os.replace(tmp, target)
-    note.append("working set +1")
+    from ..core import record_activity
+
+    note.append(f"activity +{len(record_activity(ws, [rel], via='cursor'))}")
     return None
 
 

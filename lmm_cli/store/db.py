@@ -114,9 +114,11 @@ def _check(db: sqlite3.Connection, store_dir: Path, path: Path) -> None:
     _record(store_dir, stamp)
 
 
-def connect(store_dir: Path, *, create: bool = False) -> sqlite3.Connection:
+def connect(store_dir: Path, *, create: bool = False, shared: bool = False) -> sqlite3.Connection:
     """Connect to the store in ``store_dir`` and bring its schema up to date. A database that exists
-    is checked for damage first (``create`` only allows making a new one)."""
+    is checked for damage first (``create`` only allows making a new one). ``shared``: the
+    connection may be used from other threads (the caller serialises its use, as ``core.Memory``
+    does for the MCP server's worker threads)."""
     path = store_dir / DB_FILE
     try:
         size = path.stat().st_size
@@ -132,7 +134,8 @@ def connect(store_dir: Path, *, create: bool = False) -> sqlite3.Connection:
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly what we say.
         timeout = busy_timeout_ms()
-        db = sqlite3.connect(path, timeout=timeout / 1000, isolation_level=None, factory=StoreConnection)
+        db = sqlite3.connect(path, timeout=timeout / 1000, isolation_level=None, factory=StoreConnection,
+                             check_same_thread=not shared)
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {timeout}")
         if existed:

@@ -302,3 +302,20 @@ def m005_recalls_and_feedback(db: sqlite3.Connection) -> None:
             note      TEXT NOT NULL DEFAULT ''   -- redacted
         )""")
     db.execute("CREATE INDEX feedback_recall ON feedback(recall_id)")
+
+
+@migration
+def m006_activity(db: sqlite3.Connection) -> None:
+    """What is active now: the repository files edited lately, one row per file with its latest time.
+
+    A short-lived signal, not history: ``lmm watch`` (the working tree) and the Cursor
+    ``afterFileEdit`` hook write it, recall's working-set channel reads the last half hour of it,
+    and rows older than a day are pruned as new ones come. Paths are repository paths."""
+    db.execute("""
+        CREATE TABLE activity (
+            path TEXT PRIMARY KEY,
+            ts   REAL NOT NULL,                  -- the latest edit seen (unix seconds)
+            via  TEXT NOT NULL,                  -- watch, cursor
+            n    INTEGER NOT NULL DEFAULT 1      -- edits seen since the row was made
+        )""")
+    db.execute("CREATE INDEX activity_ts ON activity(ts)")

@@ -12,12 +12,17 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
+from assistants import Clients, assistant_env, clients
 
-from assistants import assistant_env, clients
 from conftest import ROOT, git, lmm, make_repo
 
 MARK = "<!-- lmm -->"
+
+
+@pytest.fixture(scope="session")
+def assistant_clients() -> Clients:
+    """The real Claude Code and Codex CLIs, installed from npm once (``tests/assistants.py``)."""
+    return clients()
 
 
 @pytest.fixture
@@ -170,8 +175,8 @@ def test_integrate_needs_the_memory_first(tmp_path: Path) -> None:
 
 # -- Claude Code: plugin ------------------------------------------------------------------------------
 
-def test_plugin_validates_and_installs_in_the_real_claude(repo: Path, tmp_path: Path) -> None:
-    c = clients()
+def test_plugin_validates_and_installs_in_the_real_claude(repo: Path, tmp_path: Path, assistant_clients: Clients) -> None:
+    c = assistant_clients
     plugin = tmp_path / "plugins" / "lmm"
     out = integrate(repo, "claude", "--plugin", str(plugin))
     assert sorted(files_of(plugin)) == [".claude-plugin/marketplace.json", ".claude-plugin/plugin.json", ".mcp.json",
@@ -203,8 +208,8 @@ def test_plugin_validates_and_installs_in_the_real_claude(repo: Path, tmp_path: 
 
 # -- Claude Code and Codex: the MCP server, as the real clients see it ------------------------------------
 
-def test_claude_mcp_list_shows_lmm_connected(repo: Path, tmp_path: Path) -> None:
-    c = clients()
+def test_claude_mcp_list_shows_lmm_connected(repo: Path, tmp_path: Path, assistant_clients: Clients) -> None:
+    c = assistant_clients
     env = assistant_env(tmp_path / "home")
     add = subprocess.run([str(c.claude), "mcp", "add", "--scope", "local", "lmm", "--", "lmm", "mcp"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=60)
@@ -214,8 +219,8 @@ def test_claude_mcp_list_shows_lmm_connected(repo: Path, tmp_path: Path) -> None
     assert "lmm mcp" in line and "Connected" in line, listed.stdout + listed.stderr
 
 
-def test_codex_round_trip_and_mcp_list(repo: Path, tmp_path: Path) -> None:
-    c = clients()
+def test_codex_round_trip_and_mcp_list(repo: Path, tmp_path: Path, assistant_clients: Clients) -> None:
+    c = assistant_clients
     env = assistant_env(tmp_path / "home")
     codex_home = Path(env["CODEX_HOME"])
     codex_home.mkdir(parents=True)
@@ -243,6 +248,10 @@ def test_codex_round_trip_and_mcp_list(repo: Path, tmp_path: Path) -> None:
     servers = {s["name"]: s for s in json.loads(listed.stdout)}
     assert set(servers) == {"lmm", "docs"}
     assert servers["lmm"]["transport"]["command"] == cfg["mcp_servers"]["lmm"]["command"]
+    # The AGENTS.md section reaches what Codex puts before the model.
+    prompt = subprocess.run([str(c.codex), "debug", "prompt-input", "hello"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert "## Memory (lmm)" in prompt.stdout and "Run `make test` before committing." in prompt.stdout
 
     after = (files_of(repo), config.read_bytes())
     lmm("integrate", "codex", "--repo", str(repo), env=env)
@@ -268,6 +277,7 @@ def test_codex_leaves_the_users_own_server_and_disabled_hooks_alone(repo: Path, 
 # -- Cursor and aider ---------------------------------------------------------------------------------
 
 def test_cursor_round_trip(repo: Path) -> None:
+    yaml = pytest.importorskip("yaml")
     (repo / ".cursor").mkdir()
     (repo / ".cursor" / "mcp.json").write_text('{"mcpServers": {"db": {"command": "db-mcp"}}}\n')
     before = files_of(repo)
@@ -297,6 +307,7 @@ def test_cursor_round_trip(repo: Path) -> None:
     "read: CONVENTIONS.md\r\nmap-tokens: 1024\r\n",
 ], ids=["none", "no-read", "block-list", "flow-list", "one-file-crlf"])
 def test_aider_round_trip(repo: Path, conf: str | None) -> None:
+    yaml = pytest.importorskip("yaml")
     if conf is not None:
         (repo / ".aider.conf.yml").write_bytes(conf.encode())
     before = files_of(repo)
@@ -323,3 +334,36 @@ def test_every_assistant_at_once_then_none(repo: Path, tmp_path: Path) -> None:
     assert files_of(repo) == before
     assert not (Path(env["CODEX_HOME"]) / "config.toml").exists()
     assert lmm("integrate", "claude", "--remove", "--repo", str(repo)).stdout.startswith("lmm was not integrated")
+
+
+# -- the text editor underneath ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "{}", "{ }\n", "{}\r\n", '{"a":1,"hooks":{}}', '{\r\n\t"hooks": {\r\n\t\t"Stop": []\r\n\t}\r\n}\r\n',
+    '{\n  "hooks": {\n    "SessionStart": [\n      {"hooks": [{"type": "command", "command": "mine"}]}\n    ]\n  }\n}\n',
+    '{"mcpServers": {"lmm": {"command": "x"}}, "z": [1, 2, {"a": "\\u00e9\\"}"}]}',
+], ids=["empty", "empty-space", "empty-crlf", "minified", "tabs-crlf", "user-hook", "escapes"])
+def test_json_edits_undo_to_the_same_bytes(text: str) -> None:
+    from lmm_cli.integrations.merge import JsonEdit
+
+    def ours(x: object) -> bool:
+        return "lmm hook " in json.dumps(x)
+
+    group = {"hooks": [{"type": "command", "command": "lmm hook session-start"}]}
+    ed = JsonEdit(text, "settings.json")
+    ed.ensure_item(["hooks", "SessionStart"], group, ours)
+    ed.ensure_item(["hooks", "Stop"], group, ours)
+    status = ed.ensure_member(["mcpServers"], "lmm", {"command": "lmm", "args": ["mcp"]})
+    value = json.loads(ed.text)
+    assert group in value["hooks"]["SessionStart"] and group in value["hooks"]["Stop"]
+    assert ("\r\n" in ed.text) == ("\r\n" in text)
+    again = JsonEdit(ed.text, "settings.json")
+    assert again.ensure_item(["hooks", "SessionStart"], group, ours) == "same" and again.text == ed.text
+    undo = JsonEdit(ed.text, "settings.json")
+    undo.inners = ed.inners
+    undo.remove_items(["hooks", "SessionStart"], ours)
+    undo.remove_items(["hooks", "Stop"], ours)
+    if status == "added":
+        undo.remove_member(["mcpServers"], "lmm")
+    undo.prune(ed.created)
+    assert undo.text == text

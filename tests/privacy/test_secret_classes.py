@@ -365,3 +365,11 @@ def test_rules_version_is_recorded() -> None:
 def test_a_bare_key_word_needs_a_machine_made_value(text: str) -> None:
     assert redact(text) == text
     assert redact_note(text) == text
+
+
+def test_a_note_redacted_twice_keeps_one_clean_marker() -> None:
+    from lmm_cli.privacy.redact import redact_note
+
+    assert redact_note("the staging password is swordfish2024 until Friday") == \
+        "the staging password is [REDACTED:prose-secret] until Friday"
+    assert redact_note("the admin password is swordfish") == "the admin password is [REDACTED:prose-secret]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -183,8 +184,11 @@ def test_after_file_edit_feeds_the_working_set(repo: Path) -> None:
     payload = {"conversation_id": "c1", "hook_event_name": "afterFileEdit", "workspace_roots": [str(repo)],
                "file_path": str(repo / "src" / "upload" / "retry.py"), "edits": []}
     assert context(hook("after-file-edit", payload, repo), "x") == ""
-    ws = [json.loads(ln) for ln in (store_dir(repo) / "working-set.jsonl").read_text().splitlines()]
-    assert ws[-1]["path"] == "src/upload/retry.py"
+    db = sqlite3.connect(store_dir(repo) / "lmm.db")
+    rows = db.execute("SELECT path, via FROM activity").fetchall()
+    db.close()
+    assert rows == [("src/upload/retry.py", "cursor")]
+    assert not (store_dir(repo) / "working-set.jsonl").exists()  # nothing written that nobody reads
 
 
 @pytest.mark.parametrize("event", ["session-start", "user-prompt-submit", "session-end", "no-such-event"])

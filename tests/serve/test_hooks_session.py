@@ -13,17 +13,25 @@ import subprocess
 import time
 from pathlib import Path
 
-from assistants import assistant_env, clients
-from conftest import commit_file, lmm, lmm_json, make_repo, store_dir
+import pytest
+from assistants import Clients, assistant_env, clients
 from standin import standin
+
+from conftest import commit_file, lmm, lmm_json, make_repo, store_dir
 
 MARK = "<!-- lmm -->"
 RELEVANT = "Why does the upload retry count twice? Look into it."
 RECALLED = "lmm recalled this for the prompt"
 
 
-def _claude(c: object, repo: Path, env: dict[str, str], *args: str) -> dict:
-    p = subprocess.run([str(c.claude), "-p", *args, "--output-format", "json"],  # type: ignore[attr-defined]
+@pytest.fixture(scope="session")
+def assistant_clients() -> Clients:
+    """The real Claude Code CLI, installed from npm once (``tests/assistants.py``)."""
+    return clients()
+
+
+def _claude(c: Clients, repo: Path, env: dict[str, str], *args: str) -> dict:
+    p = subprocess.run([str(c.claude), "-p", *args, "--output-format", "json"],
                        cwd=repo, env=env, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     out = json.loads(p.stdout)
@@ -31,8 +39,8 @@ def _claude(c: object, repo: Path, env: dict[str, str], *args: str) -> dict:
     return out
 
 
-def test_a_claude_code_session_meets_its_memory(tmp_path: Path) -> None:
-    c = clients()
+def test_a_claude_code_session_meets_its_memory(tmp_path: Path, assistant_clients: Clients) -> None:
+    c = assistant_clients
     repo = make_repo(tmp_path / "r", commits=12)
     commit_file(repo, "src/upload/retry.py", "def retry_upload(n):\n    return n * 2\n", "Retry uploads twice before giving up")
     commit_file(repo, "src/upload/retry.py", "def retry_upload(n):\n    # the CDN drops the first try\n    return n * 3\n",

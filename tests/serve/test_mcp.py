@@ -73,7 +73,8 @@ async def test_every_tool_in_process(repo: Path) -> None:
         assert st["by_kind"]["commit"] == 4
 
         brief = await c.read_resource("lmm://brief")
-        assert "Repository brief" in brief.contents[0].text
+        text = brief.contents[0].text
+        assert "What lmm remembers" in text and "src/upload/retry.py" in text
 
 
 async def test_bad_arguments_are_tool_errors_and_the_server_goes_on(repo: Path) -> None:
@@ -118,8 +119,102 @@ async def test_lmm_mcp_over_stdio_with_the_real_client(repo: Path) -> None:
     async with Client(params) as c:
         rec = _data(await c.call_tool("recall", {"query": "upload retry counting", "budget": 400}))
         assert rec["files"][0]["path"] == "src/upload/retry.py"
+        for i in range(15):  # the server runs calls on worker threads: the warm connection must follow
+            again = await c.call_tool("recall", {"query": f"upload retry {i}", "budget": 400})
+            assert not again.is_error, again.content
         r = await c.call_tool("recall", {"query": "x", "budget": 1})
         assert r.is_error
         assert _data(await c.call_tool("status", {}))["repo"] == str(repo)
     log = lmm_json("log", "--repo", str(repo), "-n", "10")
     assert isinstance(log, list)
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; else the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def test_soak_500_calls_no_crash_errors_stay_errors_memory_bounded(repo: Path) -> None:
+    """500 tool calls in a row through one in-process client, as a long session makes them: recalls,
+    status, notes kept, and bad arguments; the server never falls over, every bad call is a tool error,
+    every good one answers, and memory does not grow without bound."""
+    import gc
+    import tracemalloc
+
+    from mcp import Client
+
+    from lmm_cli.serve.mcp import build_server
+
+    bad = [("recall", {"query": "x", "budget": 3}), ("recall", {"query": "   "}), ("recall", {"query": "x", "k": 0}),
+           ("recall", {"budget": "many"}), ("remember", {"text": "x", "kind": "gossip"}),
+           ("feedback", {"recall_id": "99999", "useful": False}), ("forget", {}), ("no_such_tool", {})]
+    queries = ["upload retry counting", "how many upload retries", "CDN drops the first try", "retry_upload",
+               "what changed in src/upload", "billing invoices"]
+
+    async with Client(build_server(str(repo))) as c:
+        for q in queries:  # warm up: indexes loaded, caches filled, before the baseline
+            _data(await c.call_tool("recall", {"query": q}))
+        _data(await c.call_tool("status", {}))
+        gc.collect()
+        rss0 = _rss_bytes()
+        tracemalloc.start()
+        snap0 = tracemalloc.get_traced_memory()[0]
+        counts = {"recall": 0, "status": 0, "remember": 0, "bad": 0}
+        for i in range(500):
+            kind = ("recall", "recall", "status", "remember", "bad")[i % 5]
+            if kind == "bad":
+                tool, args = bad[(i // 5) % len(bad)]
+                try:
+                    r = await c.call_tool(tool, args)
+                except Exception:  # an unknown tool may be refused by the client itself
+                    assert tool == "no_such_tool"
+                else:
+                    assert r.is_error, (tool, args)
+            elif kind == "recall":
+                rec = _data(await c.call_tool("recall", {"query": queries[i % len(queries)], "budget": 400}))
+                assert "brief" in rec
+            elif kind == "status":
+                assert _data(await c.call_tool("status", {}))["by_kind"]["commit"] == 4
+            else:
+                note = _data(await c.call_tool("remember", {"text": f"Soak note {i}: keep retries at three",
+                                                            "files": ["src/upload/retry.py"]}))
+                assert note["new"]
+            counts[kind] += 1
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0] - snap0
+        tracemalloc.stop()
+        grown = _rss_bytes() - rss0
+        assert sum(counts.values()) == 500 and counts["bad"] == 100
+        assert traced < 50 * 2**20, f"python heap grew {traced / 2**20:.1f} MiB over 500 calls"
+        assert grown < 50 * 2**20, f"RSS grew {grown / 2**20:.1f} MiB over 500 calls"
+        st = _data(await c.call_tool("status", {}))  # still serving, and every note was kept
+        assert st["by_kind"]["commit"] == 4 and st["by_kind"].get("note") == counts["remember"], st["by_kind"]
+
+
+def test_the_warm_memory_answers_from_any_thread(repo: Path) -> None:
+    """The SDK runs each tool call on a worker thread, not always the same one."""
+    import threading
+
+    from lmm_cli.core import Memory
+
+    memory = Memory(repo)
+    results: list[object] = []
+
+    def call() -> None:
+        try:
+            results.append(memory.recall("upload retry counting", budget=300)["files"][0]["path"])
+        except Exception as e:  # noqa: BLE001 - recorded for the assertion
+            results.append(e)
+
+    for _ in range(3):
+        t = threading.Thread(target=call)
+        t.start()
+        t.join()
+    memory.close()
+    assert results == ["src/upload/retry.py"] * 3, results

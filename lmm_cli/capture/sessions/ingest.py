@@ -20,7 +20,9 @@ session, turn, branch, commands (command, failed, error, ts) and whether it was 
 (``open``). The last turn is written only when the session is over: ``final`` (SessionEnd,
 PreCompact) or a transcript untouched for ``IDLE_FINAL`` seconds. Each correction the user made
 ("no, use X", "don't …", "always …") is also a note (data ``{"kind": "correction"}``, salience 1.0),
-keyed like ``lmm remember`` keys notes, so the same correction said twice is stored once.
+keyed like ``lmm remember`` keys notes, so the same correction said twice is stored once. Claude
+Code's own memory files in the project folders of the transcripts accepted here become notes too
+(``memory``).
 
 Everything is redacted before it is written, as commits are: texts through ``redact``, and what the
 user typed (prompts, corrections) through ``redact_note``, as notes are; paths matched by
@@ -48,7 +50,7 @@ from ...privacy.redact import is_secret_file, redact, redact_cut, redact_note
 from ...store.db import transaction
 from ...store.episodes import Episode, EpisodeWriter, FileChange
 from ...workspace import Workspace
-from . import aider, claude, codex
+from . import aider, claude, codex, memory
 from .jsonl import complete_length
 from .model import Session, Turn
 
@@ -72,6 +74,8 @@ class SessionsResult:
     sessions: int = 0     # sessions that gave new turns
     turns: int = 0        # new turn episodes
     corrections: int = 0  # new correction notes
+    memory: int = 0       # new notes from Claude Code's own memory files (``memory``)
+    memory_files: int = 0  # of those files, read this time (new or changed)
     skipped: int = 0      # transcripts that could not be read
     other: int = 0        # transcripts of other repositories, left alone
     pending: int = 0      # open turns left to the next capture (their session may go on)
@@ -345,6 +349,7 @@ def capture_sessions(ws: Workspace, db: sqlite3.Connection, *, transcripts: Iter
     writer = _Writer(ws, roots, IgnoreRules.load(ws.repo.root))
     sessions_seen: set[str] = set()
     done: set[str] = set()
+    projects: dict[str, Path] = {}  # Claude Code project folders of this repository (their memory is read)
     for t in found:
         real = os.path.realpath(t.path)
         if real in done:
@@ -382,6 +387,10 @@ def capture_sessions(ws: Workspace, db: sqlite3.Connection, *, transcripts: Iter
                 continue
             rec = {"size": -1, "mtime": 0.0, "offset": 0, "open": False}
         res.files += 1
+        if t.tool == "claude":
+            folder = memory.project_folder(t.path)
+            if folder is not None:
+                projects.setdefault(os.path.realpath(folder), folder)
         fin = final or now - mtime >= IDLE_FINAL
         if rec.get("size") == size and rec.get("mtime") == mtime and not (rec.get("open") and fin):
             continue  # unchanged, and nothing waits on the session's end
@@ -401,6 +410,7 @@ def capture_sessions(ws: Workspace, db: sqlite3.Connection, *, transcripts: Iter
         _write(db, writer, t, sessions, rec, key=ours_key, size=size, mtime=mtime, offset=offset, end=end, fin=fin,
                res=res, seen=sessions_seen)
     res.sessions = len(sessions_seen)
+    res.memory_files, res.memory = memory.capture_memory(db, projects.values(), named=writer.named)
     res.seconds = time.monotonic() - t0
     return res
 
