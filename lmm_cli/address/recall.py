@@ -166,6 +166,9 @@ class Recall:
     relevant: bool
     seconds: float = 0.0
     sessions: list[SessionHit] = field(default_factory=list)
+    # Commits asked about in git while answering → whether git still has them: the brief built from
+    # this answer reuses it instead of asking git again.
+    in_git: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -662,11 +665,12 @@ class Recaller:
         if not relevant:
             return Recall(query, [], [], [], False, time.perf_counter() - t0)
         # Commits reset away and pruned stay in the store: never cite or quote one git no longer has.
-        ev.gone = missing_commits(self.root, [row["source"] for _, row in ev.episodes.values()
-                                              if row is not None and row["kind"] == "commit"])
+        asked = [row["source"] for _, row in ev.episodes.values() if row is not None and row["kind"] == "commit"]
+        ev.gone = missing_commits(self.root, asked)
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
         commits, notes, sessions = self._episodes(ev, [f.path for f in files], k_commits)
-        return Recall(query, files, commits, notes, True, time.perf_counter() - t0, sessions)
+        return Recall(query, files, commits, notes, True, time.perf_counter() - t0, sessions,
+                      {sha: sha not in ev.gone for sha in asked})
 
     def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
         contrib = {c: self.weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}

@@ -50,7 +50,7 @@ def _reason(body: str) -> str:
 def _fixes(db: sqlite3.Connection, path: str) -> list[sqlite3.Row]:
     return db.execute(
         "SELECT e.source, e.title, e.ts FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
-        " WHERE f.path = ? AND e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7"
+        " WHERE f.path = ? AND +e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7"
         " ORDER BY e.ts DESC", (path,)).fetchall()
 
 
@@ -115,7 +115,7 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
                                    [Citation("note", str(n.id), label=f"note {n.date}")]))
     threads = _threads(db, rec) if rec.relevant else Section("Open threads")
     fixes = {f.path: _fixes(db, f.path) for f in rec.files[:6]}
-    verifier = Verifier(db, root)
+    verifier = Verifier(db, root, known=rec.in_git)
     # One question to git for every commit this brief could cite; the fixes it no longer has are
     # left out of the counts and the citations.
     gone = verifier.check_commits([*commits_cited([happened]), *(r["source"] for rows in fixes.values() for r in rows)])

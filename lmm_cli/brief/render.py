@@ -78,11 +78,11 @@ def commits_cited(sections: Iterable[Section]) -> list[str]:
 class Verifier:
     """Checks citations against the store, git and the working tree, caching what it learns."""
 
-    def __init__(self, db: sqlite3.Connection, root: Path) -> None:
+    def __init__(self, db: sqlite3.Connection, root: Path, *, known: dict[str, bool] | None = None) -> None:
         self.db = db
         self.root = root
         self._lines: dict[str, int | None] = {}
-        self._in_git: dict[str, bool] = {}
+        self._in_git: dict[str, bool] = dict(known or {})  # sha → git has it, as asked moments ago
 
     def check_commits(self, shas: Iterable[str]) -> set[str]:
         """Ask git once about every commit of ``shas`` not asked about yet; the ones among ``shas``

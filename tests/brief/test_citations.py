@@ -141,7 +141,8 @@ def test_one_question_to_git_for_all_the_commits_a_brief_cites(pruned: dict, mon
         assert [a[0] for a in calls if a[0] == "cat-file"] == ["cat-file"]  # all the commits it read
         calls.clear()
         text, _ = recall_brief(db, repo, rec)
-        assert [a[0] for a in calls if a[0] == "cat-file"] == ["cat-file"]  # all the commits it cites
+        # at most one more, for the commits it cites that the recall did not already ask git about
+        assert len([a[0] for a in calls if a[0] == "cat-file"]) <= 1
         assert_true_citations(repo, text)
     finally:
         db.close()
