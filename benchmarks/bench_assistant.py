@@ -1,7 +1,7 @@
 """The assistant integration: what Claude Code waits for, beside a baseline measured in the same run.
 
 Measures, on a clone of a repository (default: /tmp/werkzeug; `git clone -q
-/work/shared/repos/werkzeug.bundle /tmp/werkzeug`), initialised with embeddings (`lmm init --no-hooks`):
+../shared/repos/werkzeug.bundle /tmp/werkzeug`), initialised with embeddings (`lmm init --no-hooks`):
 - MCP `recall`, warm, through the real SDK client (in process, `Client(build_server(repo))`), p50/p95 ms
   over the subjects of the last commits; one `lmm mcp` over stdio the same way (first call and warm);
   beside a cold `lmm recall` process (median s);
