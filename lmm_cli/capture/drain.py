@@ -13,7 +13,6 @@ never captured text).
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from ..store.db import transaction
 from ..store.lock import CaptureLock
+from ..store.logs import append
 from ..workspace import Workspace
 from . import queue as q
 
@@ -43,12 +43,7 @@ class DrainResult:
 
 
 def _log(ws: Workspace, msg: str) -> None:
-    try:
-        ws.logs.mkdir(exist_ok=True)
-        with open(ws.logs / "drain.log", "a", encoding="utf-8") as f:
-            f.write(f"{time.time():.6f} {os.getpid()} {msg}\n")
-    except OSError:
-        pass
+    append(ws.dir, "drain", msg)
 
 
 def _process(ws: Workspace, db: sqlite3.Connection, paths: list[Path], result: DrainResult) -> None:

@@ -1,20 +1,27 @@
-"""What every background job shares: a log line in the store, and a start that never fails its caller."""
+"""What every background job shares: how it starts (detached, at low priority, from a store folder).
+
+Logging is ``store.logs.append`` (re-exported here as ``log``)."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
+from ..store.logs import append as log
 
-def log(store_dir: Path, name: str, msg: str) -> None:
-    """Append one line to ``logs/NAME.log``: times, counts and errors, never captured text."""
-    try:
-        (store_dir / "logs").mkdir(exist_ok=True)
-        with open(store_dir / "logs" / f"{name}.log", "a", encoding="utf-8") as f:
-            f.write(f"{time.time():.6f} {os.getpid()} {msg}\n")
-    except OSError:
-        pass
+__all__ = ["log", "start", "detach"]
+
+
+def start(argv: list[str] | None, nice: int) -> Path | None:
+    """The store a job was started for (its first argument), after leaving the starter's session at
+    ``nice``; None when started without one (nothing to do)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return None
+    detach(nice)
+    return Path(argv[0])
 
 
 def detach(nice: int) -> None:

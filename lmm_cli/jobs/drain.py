@@ -10,11 +10,10 @@ from __future__ import annotations
 import sqlite3
 import sys
 import traceback
-from pathlib import Path
 
 from ..capture.drain import DrainResult, drain
 from ..workspace import Workspace, workspace_from_store
-from ._run import detach, log
+from ._run import log, start
 
 __all__ = ["main"]
 
@@ -34,11 +33,9 @@ def _after(ws: Workspace, db: sqlite3.Connection, result: DrainResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
+    store = start(argv, nice=10)
+    if store is None:
         return 0
-    detach(nice=10)
-    store = Path(argv[0])
     try:
         drain(workspace_from_store(store), after=_after)
     except Exception:  # noqa: BLE001 - a background job never fails; the log says why

@@ -16,11 +16,10 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from ..errors import LmmError, StoreLocked
 from ..workspace import workspace_from_store
-from ._run import detach, log
+from ._run import log, start
 
 __all__ = ["main", "LOCK_WAIT"]
 
@@ -52,10 +51,9 @@ def _settle(paths: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
+    store = start(argv, nice=10)
+    if store is None:
         return 0
-    detach(nice=10)
-    store = Path(argv[0])
     final = "--final" in argv[1:]
     transcripts = [a for a in argv[1:] if a != "--final"]
     try:

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import sys
 import traceback
-from pathlib import Path
 
 from ..errors import LmmError
 from ..model.fusion import TuneBusy, record_failure, tune_store
 from ..workspace import workspace_from_store
-from ._run import detach, log
+from ._run import log, start
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
+    store = start(argv, nice=15)
+    if store is None:
         return 0
-    detach(nice=15)
-    store = Path(argv[0])
     try:
         ws = workspace_from_store(store)
     except (OSError, ValueError, KeyError, LmmError) as e:  # the repository is gone or moved meanwhile

@@ -42,7 +42,6 @@ PROMPT_BUDGET = 600  # tokens of a prompt's recall
 # Seconds a handler may take before it gives up in silence: under the timeouts lmm's hook entries set
 # (30 s for SessionStart, 15 s for UserPromptSubmit), so the assistant never has to kill it.
 DEADLINE = {"session-start": 20, "user-prompt-submit": 10}
-LOG_MAX = 1 << 20  # logs/hooks.log is cut to its newer half beyond this size
 
 # Every name an event arrives under (Claude Code and Codex: SessionStart; Cursor: afterFileEdit;
 # the command line: session-start) → the one lmm uses.
@@ -174,19 +173,10 @@ HANDLERS = {
 
 
 def _log(ws: Any, msg: str) -> None:
-    if ws is None:
-        return
-    try:
-        ws.logs.mkdir(exist_ok=True)
-        path = ws.logs / "hooks.log"
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {os.getpid()} {msg}\n")
-        if path.stat().st_size > LOG_MAX:
-            data = path.read_bytes()
-            cut = data.find(b"\n", len(data) // 2) + 1
-            path.write_bytes(data[cut:])
-    except OSError:
-        pass
+    if ws is not None:
+        from ..store.logs import append
+
+        append(ws.dir, "hooks", msg)
 
 
 def _alarm(seconds: int | None) -> None:
