@@ -1,12 +1,19 @@
-"""A stand-in for the Anthropic Messages API on loopback, so that a real Claude Code session runs
+"""A stand-in for the model APIs on loopback, so that a real Claude Code or Codex session runs
 offline in a test: every request body is kept (what reached the model), and the answers are
-scripted.
+scripted. Claude Code speaks the Anthropic Messages API (``POST /v1/messages``); Codex the OpenAI
+Responses API (``POST /v1/responses``, a provider with ``wire_api = "responses"`` whose ``base_url``
+is ``{url}/v1``).
 
 Claude Code sends two kinds of requests: the main ones, which carry its tools, and side requests
 without tools (a title for the session, a topic check). Side requests get a short plain text; main
 requests get the script's next step: ``{"text": ...}`` ends the turn, ``{"tool": NAME, "input": {...}}``
 calls a tool (Claude Code runs it for real and sends the result back). When the script runs out, the
 turn ends with "Done.". Answers are streamed as server-sent events, as the real API does.
+
+Codex's requests all carry tools; each gets the script's next step the same way: a text is an
+assistant ``message`` output item, a tool step a ``function_call`` (Codex runs it and posts its
+output back in the next request), and ``{"search": QUERY}`` Codex's own ``tool_search`` over the
+tools it defers (MCP servers' tools): the next request carries what it found.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ class StandIn:
         """The bodies of the requests that carried tools: the conversation itself."""
         return [r["body"] for r in self.requests
                 if r["path"].startswith("/v1/messages") and "count_tokens" not in r["path"] and r["body"].get("tools")]
+
+    def responses_requests(self) -> list[dict[str, Any]]:
+        """The bodies of Codex's requests (the Responses API)."""
+        return [r["body"] for r in self.requests if r["path"].rstrip("/").endswith("/responses")]
 
     def _next(self) -> dict[str, Any]:
         with self.lock:
@@ -79,6 +90,9 @@ class StandIn:
                     body = {}
                 with owner.lock:
                     owner.requests.append({"path": self.path, "body": body})
+                if self.path.split("?")[0].rstrip("/").endswith("/responses"):
+                    self._responses(owner._next())
+                    return
                 if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
                     self._json({"input_tokens": 10})
                     return
@@ -123,6 +137,34 @@ class StandIn:
                 ]
                 for chunk in out:
                     self.wfile.write(chunk)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def _responses(self, step: dict[str, Any]) -> None:
+                """A Responses API stream: created, one output item, completed."""
+                n = len(owner.requests)
+                if "search" in step:  # Codex's own tool search, over the tools it defers (MCP servers')
+                    item: dict[str, Any] = {"type": "tool_search_call", "id": f"ts_{n}", "call_id": f"call_{n}",
+                                            "execution": "client", "arguments": {"query": step["search"], "limit": 8}}
+                elif "tool" in step:
+                    item = {"type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}",
+                            "name": step["tool"], "arguments": json.dumps(step["input"])}
+                    if step.get("namespace"):
+                        item["namespace"] = step["namespace"]
+                else:
+                    item = {"type": "message", "role": "assistant", "id": f"msg_{n}",
+                            "content": [{"type": "output_text", "text": step["text"]}]}
+                usage = {"input_tokens": 1, "input_tokens_details": None, "output_tokens": 1,
+                         "output_tokens_details": None, "total_tokens": 2}
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for ev in ({"type": "response.created", "response": {"id": f"resp_{n}"}},
+                           {"type": "response.output_item.done", "item": item},
+                           {"type": "response.completed", "response": {"id": f"resp_{n}", "usage": usage}}):
+                    self.wfile.write(_sse(str(ev["type"]), ev))
                 self.wfile.flush()
                 self.close_connection = True
 

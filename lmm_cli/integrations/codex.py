@@ -2,12 +2,15 @@
 
 - ``$CODEX_HOME/config.toml`` (``~/.codex`` by default) gets a ``[mcp_servers.lmm]`` table, between
   marker comments. It is the user's own file, never committed, so the command is the absolute path
-  of this lmm (Codex may start without lmm's virtual environment on PATH). The server finds the
-  repository from the directory Codex runs in. A ``[mcp_servers.lmm]`` the user wrote is left alone.
+  of this lmm (Codex may start without lmm's virtual environment on PATH), and ``LMM_HOME`` is
+  passed through to it (``env_vars``: Codex gives a server only a few variables of its own). The
+  server finds the repository from the directory Codex runs in. A ``[mcp_servers.lmm]`` the user
+  wrote is left alone.
 - ``<repo>/.codex/hooks.json`` (same JSON shape as Claude Code's; Codex runs project hooks once the
-  project is trusted): the session brief at SessionStart, a recall at UserPromptSubmit, and the
-  transcript capture at PreCompact and at Stop (the end of each turn: Codex has no session-end hook
-  every version knows). Left out when the config turns hooks off (``[features] hooks = false``).
+  project is trusted and its hooks reviewed): the session brief at SessionStart, a recall at
+  UserPromptSubmit, and the transcript capture at PreCompact and Stop (the end of each turn: what is
+  finished so far) and at SessionEnd (the session's last turn too). Left out when the config turns
+  hooks off (``[features] hooks = false``, or the older ``codex_hooks = false``).
 - ``AGENTS.md`` gets a short marked section that names lmm's tools and when to call them: naming
   specific tools is what makes agents use them; a generated overview does not help.
 """
@@ -33,6 +36,7 @@ EVENTS: dict[str, tuple[str | None, str, int]] = {
     "UserPromptSubmit": (None, "user-prompt-submit", 15),
     "PreCompact": (None, "pre-compact", 10),
     "Stop": (None, "stop", 10),
+    "SessionEnd": (None, "session-end", 3),  # Codex clamps a SessionEnd hook to 3 s (and says so)
 }
 TOML_BEGIN = "# >>> lmm >>> added by `lmm integrate codex`; `lmm integrate codex --remove` takes it out"
 TOML_END = "# <<< lmm <<<"
@@ -99,7 +103,9 @@ def _has_own_entry(text: str) -> str | None:
 
 def changes(root: Path) -> list[Any]:
     config = codex_home() / "config.toml"
-    body = f'[mcp_servers.lmm]\ncommand = "{_toml_str(mcp_command())}"\nargs = ["mcp"]'
+    # Codex starts a server with a small set of environment variables: LMM_HOME (where the stores
+    # are, when the user moved them) is passed on by name.
+    body = f'[mcp_servers.lmm]\ncommand = "{_toml_str(mcp_command())}"\nargs = ["mcp"]\nenv_vars = ["LMM_HOME"]'
     out: list[Any] = [BlockChange(config, TOML_BEGIN, TOML_END, body, refuse=_has_own_entry,
                                   validate=_check_toml(config))]
     if hooks_enabled(root):

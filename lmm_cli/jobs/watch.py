@@ -7,10 +7,20 @@ Two things are watched:
   ``.aider.chat.history.md`` in the work tree): a transcript that changes is captured
   (``core.capture_sessions`` with that transcript, incremental by offset) after ``SESSION_DEBOUNCE``
   seconds. A folder that does not exist yet is waited for: its nearest existing parent is watched
-  (not recursively) until it appears, and everything already in it is then captured.
+  (not recursively) until it appears, and everything already in it is then captured. At start, and
+  whenever a transcript folder appears, one catch-up capture reads every known transcript (as
+  ``lmm ingest --sessions`` does, from the offsets stored): lines written while no watcher ran are
+  in the store within seconds of the start, not when their file next changes.
 - the working tree: edited files (``.git/``, the store, files git ignores and ``.lmmignore`` left out)
   become the store's activity signal (``core.record_activity``) after ``TREE_DEBOUNCE`` seconds of
-  quiet, which recall's working-set channel reads.
+  quiet, which recall's working-set channel reads. Only directories that are not ignored are
+  watched (with inotify, one watch per directory: ``node_modules/``, ``.git/``, build output and the
+  like would spend the user's watch limit and bring events that are thrown away). A directory that
+  holds tracked files is watched even when an ignore pattern matches it. Directories made later are
+  checked as they appear (``git check-ignore``), and watched when they are not ignored. This is
+  done inside watchdog's own inotify watch group (``_PrunedObserver``); where that is not available
+  (another platform, another watchdog) the whole tree is watched and ignored paths are dropped
+  from the events.
 
 One watcher per repository: it holds the store's ``watch`` lock (``WatchRunning`` otherwise). It
 stops cleanly on SIGTERM or SIGINT. ``say`` is called with one dict per capture.
@@ -57,6 +67,55 @@ def transcript_folders(ws: Workspace) -> list[Path]:
     return [Path(os.path.abspath(d / "projects")) for d in claude] + [Path(os.path.abspath(codex.home() / "sessions"))]
 
 
+def _pruned_observer(prune_for: Callable[[str], Callable[[list[bytes]], list[bool]] | None]) -> Any:
+    """A watchdog observer whose recursive inotify watches leave out the directories
+    ``prune_for(watch path)`` says to skip (a batch of directory paths → skip or not); an ordinary
+    ``Observer`` where inotify or this watchdog's watch group is not there."""
+    try:
+        from watchdog.observers.api import BaseObserver
+        from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+    except ImportError:  # not Linux
+        return Observer()
+    if not all(hasattr(InotifyWatchGroup, a) for a in ("_add_all_callbacks", "_add_callback")):
+        return Observer()  # another watchdog: watch everything, filter the events
+
+    class PrunedGroup(InotifyWatchGroup):
+        """watchdog's group, walking the tree one level at a time and asking which subdirectories
+        to leave out (a whole level at once, so one ``git check-ignore`` answers for it)."""
+
+        prune: Callable[[list[bytes]], list[bool]] = staticmethod(lambda paths: [False] * len(paths))
+
+        def _add_all_callbacks(self, path: bytes) -> None:
+            if path != self.path and os.path.isdir(path) and self.prune([path])[0]:
+                return  # a directory made or moved in that is ignored: no watch, nor below it
+            self._add_callback(path)
+            level = [path] if self.is_recursive and os.path.isdir(path) else []
+            while level:
+                children: list[bytes] = []
+                for d in level:
+                    try:
+                        with os.scandir(d) as it:
+                            children += [e.path for e in it if e.is_dir(follow_symlinks=False)]
+                    except OSError:
+                        continue
+                level = [c for c, skip in zip(children, self.prune(children) if children else []) if not skip]
+                for c in level:
+                    self._add_callback(c)
+
+    class PrunedEmitter(InotifyEmitter):
+        def on_thread_start(self) -> None:
+            prune = prune_for(self.watch.path)
+            if prune is None:
+                super().on_thread_start()
+                return
+            group = type("Group", (PrunedGroup,), {"prune": staticmethod(prune)})
+            self._inotify = group(self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
+                                  event_mask=self.get_event_mask_from_filter(),
+                                  follow_symlink=self.watch.follow_symlink)
+
+    return BaseObserver(emitter_class=PrunedEmitter)
+
+
 def _nearest(path: Path) -> Path | None:
     for p in (path, *path.parents):
         if p.is_dir():
@@ -92,13 +151,16 @@ class Watcher:
         self.store = os.path.realpath(ws.dir)
         self.q: queue.Queue[str] = queue.Queue()
         self.handler = _Events(self.q)
-        self.observer = Observer()
+        self.observer = _pruned_observer(lambda path: self.skip_dirs if path == str(self.root) else None)
         self.folders = transcript_folders(ws)
         self.watched: dict[Path, Any] = {}      # transcript folder → its recursive watch
         self.waiting: dict[Path, Any] = {}      # parent of a missing folder → its watch
         self.stop = threading.Event()
         self.sessions: set[str] = set()
+        self.catch_up = True  # the next capture reads every known transcript (at start, and when a folder appears)
         self.sessions_due = 0.0
+        self.tracked_dirs: set[str] = set()  # directories that hold tracked files: watched whatever the ignores say
+        self.lmmignore: Any = None
         self.tree: set[str] = set()
         self.tree_due = 0.0
 
@@ -130,13 +192,52 @@ class Watcher:
                 pass
 
     def _catch_up(self, folder: Path) -> None:
-        """A folder that just appeared may already hold transcripts: queue them all."""
-        for dirpath, _, files in os.walk(folder):
-            for f in files:
-                if f.endswith(".jsonl"):
-                    self.sessions.add(os.path.join(dirpath, f))
-        if self.sessions:
-            self.sessions_due = time.monotonic()
+        """A folder that just appeared (or was there at start) may already hold transcripts: the
+        next capture reads every known one, from the offsets stored."""
+        self.catch_up = True
+        self.sessions_due = time.monotonic()
+
+    # -- which directories of the tree are watched ------------------------------------------------
+    def load_tracked(self) -> None:
+        from ..privacy.ignore import IgnoreRules
+
+        self.lmmignore = IgnoreRules.load(self.ws.repo.root)
+        out = self.ws.repo.git("ls-files", "-z", check=False).decode("utf-8", "surrogateescape")
+        dirs: set[str] = set()
+        for f in out.split("\0"):
+            d = os.path.dirname(f)
+            while d and d not in dirs:
+                dirs.add(d)
+                d = os.path.dirname(d)
+        self.tracked_dirs = dirs
+
+    def skip_dirs(self, paths: list[bytes]) -> list[bool]:
+        """For each directory of the working tree in ``paths``: whether it goes unwatched (``.git``,
+        the store, ignored by git or ``.lmmignore``, unless it holds tracked files)."""
+        out: list[bool] = []
+        ask: dict[str, int] = {}
+        for i, raw in enumerate(paths):
+            path = os.fsdecode(raw)
+            rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+            if rel.startswith("../"):
+                rel = os.path.relpath(path, self.real_root).replace(os.sep, "/")
+            skip = (rel == ".git" or rel.startswith(".git/") or _under(os.path.realpath(path), Path(self.store)))
+            if not skip and rel not in self.tracked_dirs:
+                if self.lmmignore and self.lmmignore.ignored(rel + "/"):
+                    skip = True
+                else:
+                    ask[rel] = i
+            out.append(skip)
+        if ask:
+            try:
+                res = self.ws.repo.git("check-ignore", "-z", "--stdin", check=False,
+                                       input="\0".join(ask).encode("utf-8", "surrogateescape") + b"\0")
+            except Exception:  # noqa: BLE001 - unsure: watch it (events are filtered again later)
+                res = b""
+            for rel in res.decode("utf-8", "surrogateescape").split("\0"):
+                if rel.rstrip("/") in ask:
+                    out[ask[rel.rstrip("/")]] = True
+        return out
 
     # -- events ---------------------------------------------------------------------------------
     def route(self, path: str) -> None:
@@ -173,11 +274,14 @@ class Watcher:
         from .. import core
 
         paths, self.sessions = sorted(self.sessions), set()
+        every, self.catch_up = self.catch_up, False
         t0 = time.monotonic()
         try:
-            out = core.capture_sessions(self.ws, transcripts=paths, wait=LOCK_WAIT)
+            # A catch-up reads every transcript found (the named ones among them), as `ingest --sessions`.
+            out = core.capture_sessions(self.ws, transcripts=None if every else paths, wait=LOCK_WAIT)
         except StoreLocked:
             self.sessions.update(paths)  # a drainer holds the store: try again shortly
+            self.catch_up = self.catch_up or every
             self.sessions_due = time.monotonic() + SESSION_DEBOUNCE
             return
         if out.get("files") or out.get("turns"):
@@ -199,6 +303,7 @@ class Watcher:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
+        self.load_tracked()
         self.observer.schedule(self.handler, str(self.root), recursive=True)
         self.plan()
         self.observer.start()
@@ -218,7 +323,7 @@ class Watcher:
                 if now >= next_plan:  # a folder made while a parent watch was being moved
                     self.plan()
                     next_plan = now + REPLAN
-                if self.sessions and now >= self.sessions_due:
+                if (self.sessions or self.catch_up) and now >= self.sessions_due:
                     self.capture_sessions()
                 if self.tree and now >= self.tree_due:
                     self.record_tree()

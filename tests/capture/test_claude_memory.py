@@ -146,3 +146,51 @@ def test_entries_split() -> None:
     got = [(e.text, e.section) for e in entries(text, ["t.md"])]
     assert got == [("one\n  - sub of one", "A › B"), ("two", "A › B"), ("```sh\nmake x\n\nmake y\n```", "A › B"),
                    ("para one\nstill one", "A › B"), ("para two", "A › B")]
+
+
+def test_an_entry_deleted_from_claude_memory_is_superseded_not_deleted(setup: tuple[Path, Path]) -> None:
+    """Claude Code dropped an entry (or a whole topic file): lmm stops citing it, and keeps what it said."""
+    repo, config = setup
+    ours = project_dir(config, repo)
+    transcript(ours, repo, SID)
+    (ours / "memory").mkdir()
+    memory_md = ours / "memory" / "MEMORY.md"
+    memory_md.write_text(MEMORY_MD)
+    (ours / "memory" / "testing.md").write_text(TESTING_MD)
+    lmm("remember", "--repo", str(repo), "Run `pytest -q -x` before every commit; the slow suite is marked `slow`.")
+    assert _ingest(repo)["memory"] == 4  # the pytest entry was a person's note first: it is theirs
+    staging = "The staging deploy needs `make deploy-staging`, never a plain push"
+
+    def recalled(query: str) -> str:
+        return json.dumps(lmm_json("recall", query, "--repo", str(repo)))
+
+    assert "make deploy-staging" in recalled("how do I deploy to staging")
+
+    # The staging entry is deleted and the timeouts paragraph rewritten; the topic file is removed.
+    text = MEMORY_MD.replace(f"- {staging}\n", "").replace("are in seconds,\nnot milliseconds.",
+                                                           "are in milliseconds since 2026-11.")
+    text = text.replace("- [Testing](testing.md) — how the tests run\n", "")  # its index line goes with it
+    assert text != MEMORY_MD and staging not in text
+    memory_md.write_text(text)
+    (ours / "memory" / "testing.md").unlink()
+    got = _ingest(repo)
+    assert (got["memory"], got["memory_retired"]) == (1, 3), got  # new timeouts; staging, old timeouts, fixtures
+
+    live = {n["title"] for n in _notes(repo)}
+    assert staging not in live and "The fixtures copy a template repository instead of running git." not in live
+    assert "Run `pytest -q -x` before every commit; the slow suite is marked `slow`." in live  # the person's note
+    every = {n["title"]: n for n in lmm_json("log", "--repo", str(repo), "--kind", "note", "-n", "100", "--all")}  # type: ignore[union-attr]
+    assert every[staging]["valid_to"] is not None and every[staging]["superseded_by"] is None  # kept, closed
+    new_timeouts = every["Timeouts live in src/auth/session.py and are in milliseconds since 2026-11."]
+    old_timeouts = every["Timeouts live in src/auth/session.py and are in seconds,"]
+    assert old_timeouts["valid_to"] is not None and old_timeouts["superseded_by"] == new_timeouts["source"]
+    assert new_timeouts["valid_to"] is None
+    assert "make deploy-staging" not in recalled("how do I deploy to staging")
+    assert _ingest(repo)["memory_retired"] == 0  # nothing read again, nothing retired twice
+
+    # The entry comes back: it is valid again, still one note.
+    memory_md.write_text(text + f"\n- {staging}\n")
+    got = _ingest(repo)
+    assert got["memory"] == 0 and got["memory_retired"] == 0, got
+    assert [n["title"] for n in _notes(repo)].count(staging) == 1
+    assert "make deploy-staging" in recalled("how do I deploy to staging")

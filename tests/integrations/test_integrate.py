@@ -238,7 +238,7 @@ def test_codex_round_trip_and_mcp_list(repo: Path, tmp_path: Path, assistant_cli
     assert agents.startswith("# Agents\n\nRun `make test` before committing.\n\n<!-- lmm:agents:begin")
     assert "`recall`" in agents and "`remember`" in agents
     hooks = json.loads((repo / ".codex" / "hooks.json").read_text())["hooks"]
-    assert set(hooks) == {"SessionStart", "UserPromptSubmit", "PreCompact", "Stop"}
+    assert set(hooks) == {"SessionStart", "UserPromptSubmit", "PreCompact", "Stop", "SessionEnd"}
     for f in (repo / "AGENTS.md", repo / ".codex" / "hooks.json"):
         no_machine_paths(f.read_text())
 

@@ -85,3 +85,42 @@ def test_a_claude_code_session_meets_its_memory(tmp_path: Path, assistant_client
     turns = [e for e in lmm_json("log", "--repo", str(repo), "--kind", "session", "-n", "50")]  # type: ignore[union-attr]
     text = json.dumps(turns)
     assert "upload retry" in text and MARK not in text  # the user's words, never lmm's own echo
+
+
+def test_a_resumed_continued_and_forked_claude_session_is_stored_once(tmp_path: Path,
+                                                                      assistant_clients: Clients) -> None:
+    """`--resume ID` and `--continue` append to the session's transcript; `--resume ID --fork-session`
+    starts a new transcript holding copies of the old records (same uuids, a new session id). Each turn
+    the user typed is stored once, whichever transcript it was read from and however often."""
+    c = assistant_clients
+    repo = make_repo(tmp_path / "r", commits=6)
+    lmm("init", "--repo", str(repo), "--no-hooks")
+    lmm("integrate", "claude", "--repo", str(repo))
+    env = assistant_env(tmp_path / "home")
+    prompts = ["Fix the retry loop in src/mod1.py", "Now make it three tries.", "And the tests for it?",
+               "Try another way: a backoff instead."]
+    with standin([{"text": f"Answer {i}."} for i in range(4)]) as api:
+        env["ANTHROPIC_BASE_URL"] = api.url
+        first = _claude(c, repo, env, prompts[0])
+        resumed = _claude(c, repo, env, prompts[1], "--resume", first["session_id"])
+        continued = _claude(c, repo, env, prompts[2], "--continue")
+        forked = _claude(c, repo, env, prompts[3], "--resume", first["session_id"], "--fork-session")
+    assert first["session_id"] == resumed["session_id"] == continued["session_id"] != forked["session_id"]
+    projects = tmp_path / "home" / ".claude" / "projects"
+    transcripts = sorted(projects.glob("*/*.jsonl"))
+    assert {p.stem for p in transcripts} == {first["session_id"], forked["session_id"]}
+    fork_text = (projects / transcripts[0].parent.name / f"{forked['session_id']}.jsonl").read_text()
+    assert all(p in fork_text for p in prompts)  # the fork copied the whole conversation
+
+    def titles() -> list[str]:
+        return [e["title"] for e in lmm_json("log", "--repo", str(repo), "--kind", "session", "-n", "50")]  # type: ignore[union-attr, index]
+
+    deadline = time.monotonic() + 60
+    while set(titles()) != set(prompts):  # four SessionEnd captures, detached
+        assert time.monotonic() < deadline, (titles(), (store_dir(repo) / "logs" / "sessions.log").read_text())
+        time.sleep(0.5)
+    out = lmm_json("ingest", "--repo", str(repo), "--sessions")
+    assert out["sessions"]["turns"] == 0, out  # type: ignore[index]
+    assert sorted(titles()) == sorted(prompts)
+    sessions = {e["data"]["session"] for e in lmm_json("log", "--repo", str(repo), "--kind", "session", "-n", "50")}  # type: ignore[union-attr, index]
+    assert forked["session_id"] in sessions  # the fork's own new turn is the fork's

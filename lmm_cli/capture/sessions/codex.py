@@ -4,7 +4,10 @@ Each line is ``{"timestamp", "type", "payload"}``. ``session_meta`` names the se
 directory and git branch; ``response_item`` carries the conversation: ``message`` (role ``user`` or
 ``assistant``), ``function_call`` (a shell command, or ``apply_patch``), ``function_call_output``,
 ``custom_tool_call``; everything else is skipped. The first user messages wrapped in
-``<environment_context>`` or ``<user_instructions>`` are injected context, not the user's words.
+``<environment_context>`` or ``<user_instructions>`` are injected context, not the user's words;
+so is the user-role message in which Codex hands the model the AGENTS.md files (``# AGENTS.md
+instructions for <dir>`` then ``<INSTRUCTIONS>…</INSTRUCTIONS>``), which holds lmm's own section.
+Hook output (lmm's brief and recalls) arrives as developer messages, which are never read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = ["home", "transcripts", "read", "first_cwd"]
 _PATCH_FILE = re.compile(r"^\*\*\* (?:Update|Add|Delete) File: (.+?)\s*$", re.MULTILINE)
 _MOVE_TO = re.compile(r"^\*\*\* Move to: (.+?)\s*$", re.MULTILINE)
 SHELL_CALLS = {"shell", "exec_command", "local_shell", "container.exec", "shell_command"}
+_AGENTS_MD = re.compile(r"^\s*# AGENTS\.md instructions for [^\n]*\n+\s*<INSTRUCTIONS>.*?(?:</INSTRUCTIONS>|\Z)", re.DOTALL)
 
 
 def home() -> Path:
@@ -118,7 +122,7 @@ def read(path: Path, offset: int = 0) -> Session:
                 if isinstance(content, list) else []
             text = "\n".join(texts)
             if payload.get("role") == "user":
-                words = strip_injected(text)
+                words = strip_injected(_AGENTS_MD.sub("", text))
                 if not words:
                     continue
                 turn = Turn(id=f"o{off}", ts=ts, prompt=words, offset=off, corrections=corrections(words))

@@ -11,7 +11,9 @@ Capture is incremental by file offset. Per transcript, ``state`` keeps (key
 ``sessions.offset:<tool>:<path>``) its size and mtime when last read and the offset to read on from:
 the start of the last turn, which is still open (the assistant may add to it) until the session ends.
 A file whose size and mtime did not change is not opened; a file that shrank (rotated, rewritten) is
-read from 0. Episodes are idempotent by (kind, source), so reading a turn twice stores it once.
+read from 0. Episodes are idempotent by (kind, source), so reading a turn twice stores it once; a Claude Code
+turn copied into another session (``--fork-session`` keeps the records' uuids) is stored once too,
+under the session it was first captured from.
 
 A finished turn becomes an episode of kind ``session`` (source ``<tool>:<session>:<turn>``): title the
 prompt's first line, body the prompt, the assistant's last words and the commands that failed, files
@@ -65,6 +67,7 @@ MAX_ANSWER = 3000
 MAX_COMMANDS = 40
 _SURROGATE = re.compile("[\ud800-\udfff]")
 CMD_CAP, ERR_CAP = 1000, 500  # where the readers cut a command and its error output
+_RECORD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class SessionsResult:
     corrections: int = 0  # new correction notes
     memory: int = 0       # new notes from Claude Code's own memory files (``memory``)
     memory_files: int = 0  # of those files, read this time (new or changed)
+    memory_retired: int = 0  # notes from those files superseded: their entry was deleted there
     skipped: int = 0      # transcripts that could not be read
     other: int = 0        # transcripts of other repositories, left alone
     pending: int = 0      # open turns left to the next capture (their session may go on)
@@ -209,6 +213,28 @@ class _Writer:
         self.roots = roots
         self.ignore = ignore
         self._tracked: list[str] | None = None
+        self._records: dict[str, set[str]] = {}  # tool → record ids of the turns stored (see ``copied``)
+
+    def copied(self, db: sqlite3.Connection, tool: str, turn_id: str) -> bool:
+        """Whether the turn whose prompt has the record id ``turn_id`` is already stored, under any
+        session. Claude Code keeps a record's uuid when it copies records into another session
+        (``--fork-session``, a branched conversation): the copy is the same turn, and is not stored
+        twice. Only record ids (uuids) count; ids made from a file offset are not unique."""
+        if not _RECORD_ID.match(turn_id):
+            return False
+        ids = self._records.get(tool)
+        if ids is None:
+            prefix = tool + ":"
+            ids = self._records[tool] = {
+                src.rsplit(":", 1)[-1] for (src,) in db.execute(
+                    "SELECT source FROM episodes WHERE kind = 'session' AND source >= ? AND source < ?",
+                    (prefix, tool + ";"))}
+        return turn_id in ids
+
+    def stored(self, tool: str, turn_id: str) -> None:
+        ids = self._records.get(tool)
+        if ids is not None:
+            ids.add(turn_id)
 
     def rel(self, path: str, base: str | None) -> str | None:
         """``path`` (absolute, or relative to ``base``) as a path of the repository; None outside it."""
@@ -410,7 +436,8 @@ def capture_sessions(ws: Workspace, db: sqlite3.Connection, *, transcripts: Iter
         _write(db, writer, t, sessions, rec, key=ours_key, size=size, mtime=mtime, offset=offset, end=end, fin=fin,
                res=res, seen=sessions_seen)
     res.sessions = len(sessions_seen)
-    res.memory_files, res.memory = memory.capture_memory(db, projects.values(), named=writer.named)
+    mem = memory.capture_memory(db, projects.values(), named=writer.named)
+    res.memory_files, res.memory, res.memory_retired = mem.read, mem.new, mem.retired
     res.seconds = time.monotonic() - t0
     return res
 
@@ -446,11 +473,14 @@ def _write(db: sqlite3.Connection, writer: _Writer, t: _Transcript, sessions: li
                     # Read on from the open turn (aider: from its session's start, the reader's unit).
                     new["offset"] = s.offset if t.tool == "aider" else turn.offset
                     break
+                if s.tool == "claude" and writer.copied(db, s.tool, turn.id):
+                    continue  # a copy of a turn stored from another session (a fork), or stored already
                 ep = writer.turn_episode(turn, s, session_id, base, subagent=subagent)
                 if ep is not None and w.add(ep) is not None:
                     res.turns += 1
                     res.tools[s.tool] = res.tools.get(s.tool, 0) + 1
                     seen.add(f"{s.tool}:{session_id}")
+                    writer.stored(s.tool, turn.id)
                 for note in writer.correction_notes(turn, session_id, s.tool, ep.ts if ep else (turn.ts or s.started)):
                     if w.add(note) is not None:
                         res.corrections += 1

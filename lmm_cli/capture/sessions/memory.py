@@ -11,8 +11,15 @@ entry sits under are kept in its body as context. YAML front matter and index li
 topic file of the same folder (``- [Title](topic.md) — hook``) are left out: the topic file itself is
 captured. A line holding ``LMM_MARK`` starts text lmm injected: it and the lines after it up to the
 next blank line are never captured (the entry before it is closed and kept). Files are read again
-only when their size or mtime changed (``state`` key ``sessions.memory:<real path>``); an entry
-later deleted from a file stays in the memory.
+only when their size or mtime changed (``state`` key ``sessions.memory:<real path>``, which also
+lists the notes the file gave).
+
+An entry deleted from a file (or a file deleted) is no longer true for Claude Code, so it stops
+being true for lmm: its note is superseded, never deleted (``valid_to`` set to when the file
+changed; ``superseded_by`` names the new entry of the file that rewrote it, when one is alike
+enough), so recall and briefs stop citing it while the store keeps what was once said. A note
+another memory file still holds, or one that a person stored first (``lmm remember``, a
+correction), is left alone; an entry that comes back is valid again.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ from ...store.db import transaction
 from ...store.episodes import Episode, EpisodeWriter, FileChange
 from .model import LMM_MARK
 
-__all__ = ["STATE_KEY", "project_folder", "entries", "capture_memory", "MAX_FILE"]
+__all__ = ["STATE_KEY", "project_folder", "entries", "capture_memory", "MAX_FILE", "MemoryResult"]
 
 STATE_KEY = "sessions.memory:"  # + real path of the memory file → {"size", "mtime"}
 SALIENCE = 0.8
 MAX_FILE = 2_000_000   # a memory file bigger than this is not Claude Code's (its index is cut at 25 KB)
 MAX_ENTRY = 4000
+REWRITE_SIMILARITY = 0.6  # how alike a new entry must be to a deleted one to count as its rewrite
 _BULLET = re.compile(r"^(?P<ind>[ \t]*)(?:[-*+]|\d{1,3}[.)])[ \t]+")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
@@ -128,22 +136,72 @@ def entries(text: str, siblings: Iterable[str] = ()) -> list[Entry]:
     return out
 
 
-def _load(db: sqlite3.Connection, key: str) -> dict[str, object] | None:
-    row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-    try:
-        rec = json.loads(row[0]) if row else None
-    except (TypeError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) else None
+@dataclass
+class MemoryResult:
+    read: int = 0      # memory files read (new or changed)
+    new: int = 0       # new notes
+    retired: int = 0   # notes superseded: their entry is gone from the files
+    revived: int = 0   # superseded notes whose entry came back
+
+
+_OURS = "json_extract(data, '$.kind') = 'claude-memory'"
+
+
+def _sources(rec: dict[str, object] | None) -> list[str]:
+    notes = rec.get("notes") if rec else None
+    return [str(n) for n in notes] if isinstance(notes, list) else []
+
+
+def _retire(db: sqlite3.Connection, gone: Iterable[str], ts: float, added: list[Episode] | None = None) -> int:
+    """Supersede the notes ``gone``; each points to the entry of ``added`` that rewrote it (the most
+    alike by first line, if alike enough: the body ends in the same context line for every entry)."""
+    import difflib
+
+    n = 0
+    for src in sorted(gone):
+        row = db.execute(f"SELECT title FROM episodes WHERE kind = 'note' AND source = ?"
+                         f" AND valid_to IS NULL AND {_OURS}", (src,)).fetchone()
+        if row is None:
+            continue
+        by, best = None, REWRITE_SIMILARITY
+        for ep in added or []:
+            r = difflib.SequenceMatcher(None, row[0], ep.title, autojunk=False).ratio()
+            if r >= best:
+                by, best = ep.source, r
+        n += db.execute("UPDATE episodes SET valid_to = ?, superseded_by = ? WHERE kind = 'note' AND source = ?"
+                        " AND valid_to IS NULL", (ts, by, src)).rowcount
+    return n
+
+
+def _revive(db: sqlite3.Connection, back: Iterable[str]) -> int:
+    n = 0
+    for src in back:
+        n += db.execute(f"UPDATE episodes SET valid_to = NULL, superseded_by = NULL WHERE kind = 'note'"
+                        f" AND source = ? AND valid_to IS NOT NULL AND {_OURS}", (src,)).rowcount
+    return n
+
+
+def _all_states(db: sqlite3.Connection) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for key, value in db.execute("SELECT key, value FROM state WHERE key >= ? AND key < ?",
+                                 (STATE_KEY, STATE_KEY[:-1] + ";")):
+        try:
+            rec = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            out[key] = rec
+    return out
 
 
 def capture_memory(db: sqlite3.Connection, projects: Iterable[Path], *,
-                   named: Callable[[str], list[str]] | None = None) -> tuple[int, int]:
+                   named: Callable[[str], list[str]] | None = None) -> MemoryResult:
     """Capture the memory files of ``projects`` (Claude Code project folders of this repository):
-    (files read, new notes). ``named``: the repository files a note's text names (linked to it).
-    The caller holds the capture lock."""
-    read = new = 0
+    new entries become notes, deleted ones are superseded. ``named``: the repository files a note's
+    text names (linked to it). The caller holds the capture lock."""
+    res = MemoryResult()
     seen: set[str] = set()
+    states = _all_states(db)
     for project in projects:
         folder = project / "memory"
         try:
@@ -151,6 +209,15 @@ def capture_memory(db: sqlite3.Connection, projects: Iterable[Path], *,
         except OSError:
             continue
         names = [p.name for p in files]
+        # Files of this folder that were read once and are gone: their entries are gone too.
+        here = STATE_KEY + os.path.realpath(folder) + os.sep
+        present = {STATE_KEY + os.path.realpath(f) for f in files}
+        for key in [k for k in states if k.startswith(here) and k not in present]:
+            gone = set(_sources(states.pop(key)))
+            elsewhere = {n for rec in states.values() for n in _sources(rec)}
+            with transaction(db):
+                res.retired += _retire(db, gone - elsewhere, _mtime(folder))
+                db.execute("DELETE FROM state WHERE key = ?", (key,))
         for f in files:
             real = os.path.realpath(f)
             if real in seen:
@@ -161,7 +228,7 @@ def capture_memory(db: sqlite3.Connection, projects: Iterable[Path], *,
             except OSError:
                 continue
             key = STATE_KEY + real
-            rec = _load(db, key)
+            rec = states.get(key)
             if rec and rec.get("size") == st.st_size and rec.get("mtime") == st.st_mtime:
                 continue
             notes: list[Episode] = []
@@ -170,7 +237,7 @@ def capture_memory(db: sqlite3.Connection, projects: Iterable[Path], *,
                     text = Path(real).read_text(encoding="utf-8", errors="replace")
                 except OSError:
                     continue
-                read += 1
+                res.read += 1
                 name = redact(f.name)
                 for e in entries(text, [n for n in names if n != f.name]):
                     clean = redact_note(e.text).strip()
@@ -188,13 +255,32 @@ def capture_memory(db: sqlite3.Connection, projects: Iterable[Path], *,
                         files=[FileChange(path=p, status="N", added=None, deleted=None) for p in links],
                         data={"kind": "claude-memory", "file": name}, salience=SALIENCE,
                         provenance={"capture": "claude-memory", "file": name, "files": links}))
+            now = list(dict.fromkeys(ep.source for ep in notes))
+            before = _sources(rec)
+            gone = set(before) - set(now)
+            elsewhere = {n for k, r in states.items() if k != key for n in _sources(r)}
+            added = [n for n in now if n not in before]
             w = EpisodeWriter(db)
             with transaction(db):
                 for ep in notes:
                     if w.add(ep) is not None:
-                        new += 1
+                        res.new += 1
                 w.flush()
+                if rec is not None and "notes" in rec:  # a file read before, whose notes are known
+                    res.retired += _retire(db, gone - elsewhere, st.st_mtime,
+                                           [ep for ep in notes if ep.source in added])
+                res.revived += _revive(db, now)
+                value = {"size": st.st_size, "mtime": st.st_mtime, "notes": now}
                 db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                           "value = excluded.value",
-                           (key, json.dumps({"size": st.st_size, "mtime": st.st_mtime}, sort_keys=True)))
-    return read, new
+                           "value = excluded.value", (key, json.dumps(value, sort_keys=True)))
+            states[key] = value
+    return res
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        import time
+
+        return time.time()
