@@ -40,6 +40,10 @@ app.add_typer(hooks_app, name="hooks")
 bench_app = typer.Typer(help="Measure lmm on this repository's own history.", no_args_is_help=True,
                         rich_markup_mode="markdown")
 app.add_typer(bench_app, name="bench")
+daemon_app = typer.Typer(help="A background process per repository that watches, captures, embeds, fits and trains "
+                              "at low priority.\n\nExample: `lmm daemon start`, then `lmm daemon status`.",
+                         no_args_is_help=True, rich_markup_mode="markdown")
+app.add_typer(daemon_app, name="daemon")
 
 RepoOpt = typer.Option(None, "--repo", help="The repository (default: the one enclosing the current directory).",
                        show_default=False)
@@ -163,20 +167,25 @@ def init(
     no_backfill: bool = typer.Option(False, "--no-backfill", help="Do not capture the existing history now."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Move the existing store aside and start again."),
     no_embed: bool = typer.Option(False, "--no-embed", help="Skip sentence embeddings (recall then uses no dense channel)."),
+    wait: bool = typer.Option(False, "--wait", help="Embed now, in the foreground with a progress bar, instead of "
+                                                    "in the background (for scripts that need the dense channel at once)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create this repository's memory, capture its history, and install the git hooks.
 
+    Returns once recall works (lexical, names and history channels, the code index); the sentence
+    embeddings, then the fit of recall's weights, then the first training round follow in the
+    background at low priority (`lmm status` shows how far; recall says what is still warming up).
     Safe to run again: it captures only what is new and refreshes the hooks.
 
-    Example: `lmm init` (or `lmm init --repo ~/src/app --no-hooks`)
+    Example: `lmm init` (or `lmm init --wait`, `lmm init --repo ~/src/app --no-hooks`)
     """
     from . import core
 
     ws = _workspace(repo)
     with _Bar() as bar:
         out = core.init(ws, hooks=not no_hooks, backfill=not no_backfill, rebuild=rebuild, embed=not no_embed,
-                        stages=bar)
+                        wait=wait, stages=bar)
     if as_json:
         _emit_json(out)
         return
@@ -209,6 +218,12 @@ def init(
     if idx:
         lines.append(f"  code index: {idx['files']:,} files, {idx['symbols']:,} symbols, {idx['chunks']:,} chunks"
                      + (f"; {idx['embedded']:,} new embeddings" if idx.get("encoder") else "; no embeddings"))
+    emb = out.get("embedding")
+    if emb:
+        who = "the daemon" if emb.get("daemon") else (f"pid {emb['pid']}" if emb.get("pid") else "the next capture")
+        lines.append(f"  embedding {emb['total'] - emb['done']:,} texts in the background ({who}), then fitting recall"
+                     " to this history; recall works now with its lexical, names and history channels"
+                     " (`lmm status` shows progress)")
     if out.get("tuning_started"):
         lines.append("  fitting recall to this repository's history in the background (`lmm status` shows when done)")
     lines.append(f"  store: {out['store']}")
@@ -283,6 +298,8 @@ def recall(
         _emit_json(out)
         return
     sys.stdout.write(out["brief"])
+    for w in out.get("warming") or []:
+        sys.stdout.write(f"\n_{w['note']}; recall uses what is embedded so far and its other channels meanwhile._\n")
 
 
 @app.command("brief")
@@ -342,6 +359,9 @@ def status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
         + ("; a drainer is capturing now" if out["drainer"]["running"] else ""),
     ]
     lines.append("recall      " + _fusion_line(out["fusion"]))
+    if out["fusion"].get("ranker"):
+        lines.append("ranker      " + _ranker_line(out["fusion"]["ranker"]))
+    lines.extend(_background_lines(out.get("background") or {}))
     if out["shallow"]:
         lines.append("note        shallow clone: history before the cut is not available")
     if out.get("unavailable_files"):
@@ -350,6 +370,51 @@ def status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
     if out["hooks"].get("manual") and bad:
         lines.append(f"note        hooks: {out['hooks']['manual']}")
     print("\n".join(lines))
+
+
+def _background_lines(b: dict[str, Any]) -> list[str]:
+    """`lmm status`'s lines about the background: the first embedding, the daemon, training."""
+    lines = []
+    e = b.get("embedding")
+    if e:
+        fig = f"{e.get('done', 0):,} of {e.get('total', 0):,} texts ({e['percent']}%)"
+        d = b.get("daemon") or {}
+        if not e.get("finished"):
+            if e.get("running"):
+                who = "the daemon" if d.get("running") and d.get("pid") == e.get("pid") else "background"
+                lines.append(f"embedding   {fig}, {who} pid {e.get('pid')}")
+            else:
+                why = f" ({e['error']})" if e.get("error") else ""
+                lines.append(f"embedding   {fig}, not running{why}: the next capture or `lmm daemon start` resumes it")
+        else:
+            took = e["finished"] - e["started"] if e.get("started") else None
+            phase = {"fitting": "; fitting recall's weights now", "training": "; training round now"}.get(
+                e.get("phase", ""), "") if (e.get("pid") or d.get("running")) else ""
+            lines.append(f"embedding   done: {e.get('total', 0):,} texts" + (f" in {took:.0f}s" if took else "") + phase)
+    d = b.get("daemon") or {}
+    if d.get("running"):
+        lines.append(f"daemon      pid {d.get('pid')}, {d.get('doing') or 'idle'}")
+    t = b.get("training") or {}
+    last = t.get("last_round")
+    if t.get("running") or last:
+        what = (last or {}).get("status") or (last or {}).get("outcome") or ""
+        when = datetime.fromtimestamp(last["at"]).strftime("%Y-%m-%d %H:%M") if last and last.get("at") else ""
+        lines.append("training    " + (f"last round {when}: {what}" if last else "no round finished yet")
+                     + ("; a round runs now" if t.get("running") else ""))
+    return lines
+
+
+def _ranker_line(r: dict[str, Any]) -> str:
+    """The learned ranker recall uses, in one line, with its figures beside the linear fusion."""
+    when = datetime.fromtimestamp(r["created"]).strftime("%Y-%m-%d") if r.get("created") else "?"
+    late = r.get("late") or {}
+    fig = ""
+    if late.get("linear") and late.get("ranker"):
+        a, b = late["linear"], late["ranker"]
+        fig = (f"; on the later {late.get('queries', '?')}: Hit@5 {a['hit5']:.3f} → {b['hit5']:.3f}, "
+               f"MRR {a['mrr']:.3f} → {b['mrr']:.3f} beside the linear fusion")
+    return (f"learned ranker {r['version']} re-orders the top files (fitted {when} on "
+            f"{r.get('fit_queries') or '?'} held-out commits{fig})")
 
 
 def _fusion_line(f: dict[str, Any]) -> str:
@@ -384,17 +449,20 @@ def log_cmd(
         None, "--kind", "-k", help="Only this kind (commit, merge, rewrite, checkout, note, session); repeatable."),
     since: Optional[str] = typer.Option(None, "--since", help="Only episodes since a date (2026-01-31) or age (3d, 2 weeks)."),
     all_: bool = typer.Option(False, "--all", help="Include commits superseded by an amend or rebase."),
+    salience: bool = typer.Option(False, "--salience", help="Show each episode's salience (how much it counts when "
+                                  "lmm learns) and the reasons for it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Recent episodes, newest first.
 
-    Example: `lmm log -n 20 --kind commit --since "2 weeks"`
+    Example: `lmm log -n 20 --kind commit --since "2 weeks"`, or `lmm log --salience` for why each
+    one was judged important or not
     """
     from . import core
 
     ws = _workspace(repo)
     rows = core.log(ws, limit=n, kinds=kind or None, since=core.parse_since(since) if since else None,
-                    include_superseded=all_)
+                    include_superseded=all_, salience=salience)
     if as_json:
         _emit_json(rows)
         return
@@ -412,7 +480,22 @@ def log_cmd(
             extra = f" [dim]({len(r['files'])} file{'s' if len(r['files']) != 1 else ''})[/dim]"
         if r["superseded_by"]:
             extra += f" [dim]superseded by {r['superseded_by'][:8]}[/dim]"
-        console.print(f"[dim]{when}[/dim] {r['kind']:<8} [yellow]{ref}[/yellow] {escape(r['title'])}{extra}")
+        value = ""
+        if salience:
+            v = float(r["salience"])
+            value = f"[bold]{v:.2f}[/bold] " if v >= 0.7 else f"[dim]{v:.2f}[/dim] " if v < 0.3 else f"{v:.2f} "
+        console.print(f"[dim]{when}[/dim] {r['kind']:<8} [yellow]{ref}[/yellow] {value}{escape(r['title'])}{extra}")
+        if salience:
+            console.print(f"{'':>31}[dim]↳ {escape(_salience_why(r.get('salience_reasons') or []))}[/dim]")
+
+
+def _salience_why(reasons: list[dict[str, Any]], top: int = 3) -> str:
+    """The strongest reasons of a salience, one line: "revert: undoes a1b2c3d (+0.35); …"."""
+    shown = [r for r in reasons if r.get("weight")][:top]
+    if not shown:
+        plain = [str(r.get("text", "")) for r in reasons if r.get("text")]
+        return plain[0] if plain else "routine: nothing raised or lowered it"
+    return "; ".join(f"{r.get('text', '')} ({float(r['weight']):+.2f})" for r in shown)
 
 
 @app.command()
@@ -469,6 +552,11 @@ def forget(
         return
     for r in out["removed"]:
         print(f"forgot {r['kind']} {r['id']}: {r['title'][:80]}")
+    ad = out.get("adapters") or {}
+    if ad.get("dropped"):
+        retrain = {"started": "; retraining without it in the background", "off": "; run `lmm train` to retrain"}
+        print(f"dropped adapter versions that learned from it: {', '.join(ad['dropped'])}; "
+              f"active now: {ad.get('active') or 'the base model'}" + retrain.get(str(ad.get("retrain")), ""))
 
 
 @app.command()
@@ -491,6 +579,53 @@ def watch(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
     args = [sys.executable, "-m", "lmm_cli.jobs.watch", str(ws.dir), *(["--json"] if as_json else [])]
     sys.stdout.flush()
     os.execv(sys.executable, args)
+
+
+def _daemon(cmd: str, repo: Optional[Path], as_json: bool) -> None:
+    """Hand over to ``jobs.daemon CMD`` (a job, above the core), which this process becomes."""
+    from .errors import NotInitialised
+
+    ws = _workspace(repo)
+    if not ws.initialised:
+        raise NotInitialised(str(ws.repo.root))
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "lmm_cli.jobs.daemon", cmd, str(ws.dir),
+                              *(["--json"] if as_json else [])])
+
+
+@daemon_app.command("start")
+@handled
+def daemon_start(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Start this repository's daemon, detached, at low priority (nice 15, two threads).
+
+    It watches transcripts and edited files (as `lmm watch`), captures hook events, embeds what is
+    not embedded yet, refits recall's weights when due and runs training rounds when the repository
+    is quiet. While it runs, commits no longer start background jobs of their own. One per
+    repository: when one runs already, this says so and exits 0.
+
+    Example: `lmm daemon start` (or `lmm daemon start --json`)
+    """
+    _daemon("start", repo, as_json)
+
+
+@daemon_app.command("status")
+@handled
+def daemon_status(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Whether the daemon runs: pid, uptime, what it is doing, the last round's and fit's outcome.
+
+    Example: `lmm daemon status --json`
+    """
+    _daemon("status", repo, as_json)
+
+
+@daemon_app.command("stop")
+@handled
+def daemon_stop(repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """Stop the daemon cleanly (a round in progress resumes next time). Nothing running is fine.
+
+    Example: `lmm daemon stop`
+    """
+    _daemon("stop", repo, as_json)
 
 
 @app.command()
@@ -631,25 +766,31 @@ def bench_localize(
     no_embed: bool = typer.Option(False, "--no-embed", help="lmm without its dense channel (and no dense baseline)."),
     tune_: bool = typer.Option(False, "--tune",
                                help="Save the weights fitted on all held-out commits into this repository's store."),
+    adapter: str = typer.Option("", "--adapter",
+                                help="Also train the repository adapter at the cut (linear, lora, or linear,lora) "
+                                     "and score recall with and without it."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Time travel: cut the history before the last N commits, rebuild memory from what existed
     then, and ask each held-out commit's message which files it changed. lmm and the baselines,
     same run, one table.
 
-    Example: `lmm bench localize --holdout 100 --tune`
+    Example: `lmm bench localize --holdout 100 --tune`, or `lmm bench localize --holdout 150 --adapter linear`
     """
     from .bench.compare import bench_localize, report_markdown, tune_refused
 
     ws = _workspace(repo)
     names = [b.strip() for b in baselines.split(",") if b.strip()]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
-    rep = bench_localize(ws, holdout=holdout, baselines=names, embed=not no_embed, tune=tune_, say=say)
+    forms = [f.strip() for f in adapter.split(",") if f.strip()]
+    rep = bench_localize(ws, holdout=holdout, baselines=names, embed=not no_embed, tune=tune_, say=say, adapter=forms)
     if as_json:
         from dataclasses import asdict
 
         out = {**rep, "rows": [asdict(r) for r in rep["rows"]],
                "split": {**rep["split"], "rows": [asdict(r) for r in rep["split"]["rows"]]}}
+        if rep.get("adapter") and "rows" in rep["adapter"]:
+            out["adapter"] = {**rep["adapter"], "rows": [asdict(r) for r in rep["adapter"]["rows"]]}
         _emit_json(out)
     else:
         sys.stdout.write(report_markdown(rep))
@@ -690,9 +831,148 @@ def tune(
     if as_json:
         _emit_json(out)
     else:
-        print(_fusion_line(core.status(ws)["fusion"]))
+        fusion = core.status(ws)["fusion"]
+        print(_fusion_line(fusion))
+        rk = out.get("ranker") or {}
+        if fusion.get("ranker"):
+            print(_ranker_line(fusion["ranker"]))
+        elif rk.get("status") in ("kept-linear", "failed", "too-short"):
+            why = f"the fit on the early half was {rk['reason']}" if rk["status"] == "kept-linear" else rk.get("reason", "")
+            print(f"no learned ranker, the linear fusion ranks ({why})")
     if out["status"] == "too-short":
         raise HistoryTooShort(f"not tuned: {out['reason']}")
+
+
+adapters_app = typer.Typer(rich_markup_mode="markdown")  # its help: adapters_cmd's docstring
+app.add_typer(adapters_app, name="adapters")
+
+
+def _wide() -> Console:
+    """stdout for a table: at least 150 columns when it is not a terminal (a pipe, a log)."""
+    console = _stdout()
+    if not sys.stdout.isatty():
+        console.width = max(console.width, 150)
+    return console
+
+
+def _fig(m: Optional[dict[str, Any]], key: str) -> str:
+    return "-" if not m or not m.get("n") else f"{m[key]:.3f}"
+
+
+@app.command("train")
+@handled
+def train_cmd(
+    repo: Optional[Path] = RepoOpt,
+    form: Optional[str] = typer.Option(None, "--form", show_default=False,
+                                       help="linear, lora or both (default: train.forms in the config: linear)."),
+    accelerate: bool = typer.Option(False, "--accelerate",
+                                    help="Run the training loop through Hugging Face accelerate (a GPU where there is one)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train this repository's query adapter now: one round, in the foreground.
+
+    Pairs come from the history (a commit's message → the files it changed, a note → the files it
+    names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
+    probe slice are held out; the candidate, trained from the active version, becomes active only if
+    it ranks files at least as well as the version in use on both. Every candidate is kept as a
+    version (`lmm adapters`). lmm runs rounds in the background as history arrives.
+
+    Example: `lmm train` (or `lmm train --form both --json`)
+    """
+    from . import core
+
+    ws = _workspace(repo)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
+    with _Bar() as bar:
+        out = core.train(ws, forms=form, accelerate=accelerate, say=say, progress=bar)
+    if as_json:
+        _emit_json(out)
+        return
+    if out["status"] not in ("promoted", "refused"):
+        print(f"no round: {out['reason']}")
+        return
+    from rich.table import Table
+
+    sc = out["scores"]
+    table = Table(title=f"dense file ranking: recent {out['counts']['recent']} queries, older {out['counts']['older']}")
+    for col in ("", "recent Hit@5", "recent MRR", "recent R@10", "older Hit@5", "older MRR", "older R@10", "loss"):
+        table.add_column(col, justify="left" if not col else "right")
+    names = {"base": "base model", "incumbent": f"in use ({out['incumbent'] or 'base'})"}
+    for key in ("base", "incumbent", *out["candidates"]):
+        r, o = sc["recent"].get(key), sc["older"].get(key)
+        label = names.get(key, f"{key} {out['candidates'].get(key, '')}")
+        table.add_row(label, _fig(r, "hit5"), _fig(r, "mrr"), _fig(r, "recall"), _fig(o, "hit5"), _fig(o, "mrr"),
+                      _fig(o, "recall"), f"{sc['loss'].get(key, float('nan')):.3f}")
+    _wide().print(table)
+    if out["status"] == "promoted":
+        print(f"{out['active']} is active: {out['reason']} ({out['seconds']:.0f}s)")
+    else:
+        print(f"kept {out['incumbent'] or 'the base model'}: the candidate is {out['reason']} ({out['seconds']:.0f}s)")
+
+
+@adapters_app.callback(invoke_without_command=True)
+@handled
+def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bool = JsonOpt) -> None:
+    """The adapter versions: when, which form, on what data, held-out scores, size, which is active,
+    and why a refused one was refused.
+
+    Example: `lmm adapters` (or `lmm adapters rollback`, `lmm adapters rollback v0003`)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import core
+
+    out = core.adapters(_workspace(repo))
+    if as_json:
+        _emit_json(out)
+        return
+    if not out["versions"]:
+        last = out.get("last_round") or {}
+        print("no adapter trained yet" + (f" (last round: {last.get('status')}: {last.get('reason', '')})" if last else
+                                          ": `lmm train` runs a round"))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "size", "status"):
+        table.add_column(col)
+    for v in out["versions"]:
+        rec, old = v["scores"].get("recent") or {}, v["scores"].get("older") or {}
+        w = v.get("window") or {}
+        data = f"{v['pairs']:,} pairs ({w.get('new', 0):,} new, {w.get('replay', 0):,} replayed)"
+        status = "[bold green]active[/]" if v["active"] else ("promoted" if v["promoted"] else
+                                                              f"refused: {escape(str(v.get('verdict') or ''))}")
+        table.add_row(v["name"], datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M"), v["form"], data,
+                      f"{_fig(rec.get('incumbent'), 'hit5')} → {_fig(rec.get('candidate'), 'hit5')}",
+                      f"{_fig(old.get('incumbent'), 'hit5')} → {_fig(old.get('candidate'), 'hit5')}",
+                      f"{v['size_bytes'] / 1024:.0f} KB", status)
+    _wide().print(table)
+    if out["active"] is None:
+        print("active: the base model (no adapter)")
+    if out["training_now"]:
+        print("a training round is running now")
+
+
+@adapters_app.command("rollback")
+@handled
+def adapters_rollback(
+    version: Optional[str] = typer.Argument(None, help="The version to go back to (default: the one active before "
+                                                         "the current one); `base` for no adapter.", show_default=False),
+    repo: Optional[Path] = RepoOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Go back to the previously active adapter version (or a named one), at once.
+
+    Example: `lmm adapters rollback` (or `lmm adapters rollback v0002`, `lmm adapters rollback base`)
+    """
+    from . import core
+
+    out = core.adapters_rollback(_workspace(repo), version)
+    if as_json:
+        _emit_json(out)
+        return
+    print(f"active: {out['active'] or 'the base model'} (was {out['before'] or 'the base model'})")
 
 
 def run() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["CaptureConfig", "ModelsConfig", "RecallConfig", "Config", "load_config", "CONFIG_FILE"]
+__all__ = ["CaptureConfig", "ModelsConfig", "RecallConfig", "TrainingConfig", "TRAIN_FORMS", "Config", "load_config",
+           "CONFIG_FILE"]
 
 CONFIG_FILE = "config.toml"
 
@@ -63,11 +64,40 @@ class RecallConfig:
             raise ConfigError(f"config: recall.retune_after must be a non-negative integer, got {self.retune_after!r}")
 
 
+TRAIN_FORMS = ("linear", "lora", "both")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    # Train this repository's query adapter in the background (`lmm train` runs a round by hand): a
+    # round starts once `min_new_salient` new salient episodes arrived since the last one, or when the
+    # repository has been idle `idle_minutes` with anything new. LMM_AUTO_TRAIN=0 turns it off too.
+    auto_train: bool = True
+    min_new_salient: int = 50  # new episodes of salience ≥ 0.5 before an automatic round
+    idle_minutes: int = 30  # no capture for this long, and something new: a round (0: never on idleness)
+    forms: str = "linear"  # "linear", "lora" or "both": LoRA is ~50x slower and measured no better
+    keep: int = 5  # adapter versions kept on disk (the active one is kept besides)
+    max_pairs: int = 3000  # training pairs mined per round, newest first
+    threads: int = 2  # CPU threads a round may use (it runs at low priority)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.auto_train, bool):
+            raise ConfigError(f"config: train.auto_train must be true or false, got {self.auto_train!r}")
+        for name, low in (("min_new_salient", 1), ("idle_minutes", 0), ("keep", 1), ("max_pairs", 10),
+                          ("threads", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"config: train.{name} must be an integer of at least {low}, got {value!r}")
+        if self.forms not in TRAIN_FORMS:
+            raise ConfigError(f"config: train.forms must be one of {', '.join(TRAIN_FORMS)}, got {self.forms!r}")
+
+
 @dataclass(frozen=True)
 class Config:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     recall: RecallConfig = field(default_factory=RecallConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:
@@ -92,7 +122,7 @@ def load_config(path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
-    sections = {"capture": CaptureConfig, "models": ModelsConfig, "recall": RecallConfig}
+    sections = {"capture": CaptureConfig, "models": ModelsConfig, "recall": RecallConfig, "train": TrainingConfig}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"config: unknown section [{key}] in {path}")

@@ -30,7 +30,8 @@ from .store.migrations import MIGRATIONS, schema_version
 from .workspace import Workspace
 
 __all__ = ["init", "ingest", "capture_sessions", "after_capture", "status", "log", "parse_since", "build", "recall",
-           "brief", "tune", "remember", "forget", "feedback", "Memory", "integrate", "session_context",
+           "brief", "tune", "train", "adapters", "adapters_rollback", "remember", "forget", "feedback", "Memory",
+           "integrate", "session_context",
            "prompt_context", "start_session_capture", "record_activity", "LMM_MARK"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
@@ -56,8 +57,15 @@ def _rebuild(ws: Workspace) -> str | None:
 
 
 def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: bool = False,
-         embed: bool = True, stages: Stages | None = None) -> dict[str, Any]:
+         embed: bool = True, wait: bool = False, stages: Stages | None = None) -> dict[str, Any]:
+    """Create the store, capture the history, build the code index, install the hooks.
+
+    Embedding (``embed``) is handed to a detached background job (``jobs.embed``: then the fusion
+    fit and the first training round) unless ``wait`` or LMM_AUTO_EMBED=0: then it runs here, with
+    ``stages`` reporting progress, as the fit does after it (in the background, as before)."""
     from .capture.ingest import IngestResult, capture_history
+
+    background = embed and not wait and auto_embed_enabled()
 
     moved = _rebuild(ws) if rebuild else None
     already = ws.initialised
@@ -77,7 +85,9 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
                 if moved:  # after the backfill: recaptured commits get back what was learned about them
                     carried = carry_over(Path(moved), db)
                 if backfill:
-                    built = after_capture(ws, db, embed=embed, progress=stages, tune=False)["index"]
+                    built = after_capture(ws, db, embed=embed and not background, progress=stages, tune=False,
+                                          foreground=not background)["index"]
+        embedding = _plan_embedding(ws, db) if background and backfill else None
         head = ws.repo.head()
         out = {
             "repo": str(ws.repo.root),
@@ -96,8 +106,66 @@ def init(ws: Workspace, *, hooks: bool = True, backfill: bool = True, rebuild: b
     finally:
         db.close()
     drain(ws, wait=5.0, after=_after_drain)  # events hooks queued while we held the lock
-    out["tuning_started"] = _maybe_tune(ws)
+    if embedding is not None:  # the background job fits recall's weights once the vectors are there
+        embedding["pid"] = start_embedding(ws)
+        embedding["daemon"] = daemon_running(ws)
+        out["tuning_started"] = False
+    else:
+        out["tuning_started"] = _maybe_tune(ws)
+    out["embedding"] = embedding
     return out
+
+
+def auto_embed_enabled() -> bool:
+    """Whether first embeddings go to a background job (LMM_AUTO_EMBED=0: in the foreground)."""
+    return os.environ.get("LMM_AUTO_EMBED", "").strip() != "0"
+
+
+def daemon_running(ws: Workspace) -> bool:
+    """Whether `lmm daemon` runs for this store: it then embeds, fits and trains, and captures
+    never start detached jobs of their own for that."""
+    return lock_is_held(ws.dir, "daemon")
+
+
+def _plan_embedding(ws: Workspace, db: sqlite3.Connection) -> dict[str, Any] | None:
+    """Record what the background embedding has to do (``address.build.EMBED_STATE``); None when
+    every text has its vector already."""
+    from .address.build import embedding_counts, record_embedding
+    from .embed.encoder import load_encoder
+
+    encoder = load_encoder(ws.config().models.encoder)  # an unusable model fails init here, as before
+    have, total = embedding_counts(db, encoder.id)
+    if have >= total:
+        return None
+    record_embedding(db, model=encoder.id, done=have, total=total, started=time.time(), finished=None,
+                     phase="embedding", pid=None, error=None)
+    return {"background": True, "done": have, "total": total, "pid": None}
+
+
+def embedding_pending(db: sqlite3.Connection) -> bool:
+    """Whether a background embedding was planned and has not finished."""
+    from .address.build import embedding_state
+
+    st = embedding_state(db)
+    return st is not None and not st.get("finished")
+
+
+def start_embedding(ws: Workspace) -> int | None:
+    """Start ``jobs.embed`` detached, unless `lmm daemon` runs (it embeds), one runs already, or
+    LMM_AUTO_EMBED=0; its pid, or None. Never raises."""
+    import subprocess
+    import sys
+
+    try:
+        if daemon_running(ws) or lock_is_held(ws.dir, "embed") or not auto_embed_enabled():
+            return None
+        ws.logs.mkdir(exist_ok=True)
+        p = subprocess.Popen([sys.executable, "-m", "lmm_cli.jobs.embed", str(ws.dir)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True, cwd=str(ws.dir))
+        return p.pid
+    except Exception:  # noqa: BLE001 - embedding is resumed by the next capture
+        return None
 
 
 def hooks_manual(ws: Workspace) -> str | None:
@@ -120,19 +188,51 @@ def _after_drain(ws: Workspace, db: sqlite3.Connection, result: DrainResult) -> 
 
 
 def after_capture(ws: Workspace, db: sqlite3.Connection, *, embed: bool | None = None,
-                  progress: Stages | None = None, new_commits: int = 1, tune: bool = True) -> dict[str, Any]:
+                  progress: Stages | None = None, new_commits: int = 1, tune: bool = True,
+                  foreground: bool = False) -> dict[str, Any]:
     """What follows every capture (init, ingest, the hook-woken drainer): bring the indexes up to
     date — incremental, only what changed is re-read or embedded — then, when commits arrived and a
     fit of recall's weights is due, start one in the background.
 
     ``embed``: None keeps the store as it is (embeddings only where it has them already, so
-    `init --no-embed` stays that way)."""
+    `init --no-embed` stays that way). While the background embedding of a new store is unfinished
+    it is left to that job (restarted here if it died), unless ``foreground``."""
+    from .address.build import embedding_counts, record_embedding
+
+    pending = embedding_pending(db)
+    if embed is not False and pending and not foreground and auto_embed_enabled():
+        embed = False
+        start_embedding(ws)
     if embed is None:
         embed = db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is not None
     index = build(ws, db, embed=embed, progress=progress)
-    started = bool(tune and new_commits) and _start_tune_if_due(ws, db)
+    if embed and pending and index.get("encoder"):  # embedded here, to the end: nothing is left for the job
+        have, total = embedding_counts(db, index["encoder"])
+        record_embedding(db, done=have, total=total, finished=time.time(), phase="done")
+    _refresh_salience(db)  # after the index build: centrality reads the fresh code_rank
+    # While the first embedding runs, its job fits and trains once the vectors are all there.
+    started = bool(tune and new_commits) and not embedding_pending(db) and _start_tune_if_due(ws, db)
+    if not embedding_pending(db):
+        _start_train_if_due(ws, db)
     _refresh_aider(ws, db)
     return {"index": index, "tuning_started": started}
+
+
+def _refresh_salience(db: sqlite3.Connection, episode_ids: list[int] | None = None) -> int:
+    """Score what is new or changed for the salience gate (``model.salience.refresh``: incremental,
+    ~2 s for 6k commits from scratch, milliseconds after). Never fails the capture it follows: a
+    failure is recorded in ``state`` (``salience.error``) and the next capture tries again."""
+    from .model.salience import refresh
+
+    try:
+        return refresh(db, episode_ids=episode_ids)
+    except Exception as e:  # noqa: BLE001 - salience weighs learning; capture must not depend on it
+        try:
+            db.execute("INSERT INTO state (key, value) VALUES ('salience.error', ?) ON CONFLICT(key)"
+                       " DO UPDATE SET value = excluded.value", (f"{type(e).__name__}: {e}"[:500],))
+        except sqlite3.Error:
+            pass
+        return 0
 
 
 _AIDER_STATE = "integrations.aider.brief"  # what the memory held when .aider.lmm.md was last written
@@ -179,7 +279,7 @@ def _start_tune_if_due(ws: Workspace, db: sqlite3.Connection) -> bool:
     from .model.fusion import due
 
     try:
-        if not due(ws, db):
+        if daemon_running(ws) or not due(ws, db):  # a daemon fits when it is due
             return False
         ws.logs.mkdir(exist_ok=True)
         subprocess.Popen([sys.executable, "-m", "lmm_cli.jobs.tune", str(ws.dir)],
@@ -190,10 +290,23 @@ def _start_tune_if_due(ws: Workspace, db: sqlite3.Connection) -> bool:
         return False
 
 
+def _start_train_if_due(ws: Workspace, db: sqlite3.Connection) -> bool:
+    """Start ``jobs.train`` detached when a training round is due (``model.rounds.round_due``),
+    unless `lmm daemon` runs (it trains). Never raises: the adapter is an optimisation."""
+    try:
+        from .model.rounds import round_due, start_training
+
+        if daemon_running(ws) or not round_due(ws, db):
+            return False
+        return start_training(ws) is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _maybe_tune(ws: Workspace) -> bool:
     db = ws.connect()
     try:
-        return _start_tune_if_due(ws, db)
+        return not embedding_pending(db) and _start_tune_if_due(ws, db)
     finally:
         db.close()
 
@@ -276,12 +389,15 @@ def status(ws: Workspace) -> dict[str, Any]:
         partial = db.execute("SELECT value FROM state WHERE key = 'partial_clone'").fetchone()
         unavailable = db.execute("SELECT value FROM state WHERE key = 'unavailable_files'").fetchone()
         from .model.fusion import last_tuning, tuning_running
+        from .model.ranker import in_use as ranker_in_use
 
         fusion = {
             "weights": "tuned" if db.execute("SELECT 1 FROM state WHERE key = 'fusion_weights'").fetchone() else "default",
             "last_tune": last_tuning(db),
             "tuning_now": tuning_running(ws.dir),
+            "ranker": ranker_in_use(ws.dir),  # the learned ranker recall uses, or None
         }
+        background = background_state(ws, db)
     finally:
         db.close()
     pending = q.pending(ws.queue)
@@ -307,7 +423,57 @@ def status(ws: Workspace) -> dict[str, Any]:
         "queue": {"pending": len(pending), "bad": len(list(bad_dir.iterdir())) if bad_dir.exists() else 0},
         "drainer": {"running": lock_is_held(ws.dir)},
         "fusion": fusion,
+        "background": background,
     }
+
+
+def _state_json(db: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    try:
+        out = json.loads(row[0]) if row else None
+    except (TypeError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def background_state(ws: Workspace, db: sqlite3.Connection) -> dict[str, Any]:
+    """What runs or ran in the background, for `lmm status`: the first embedding (done, total,
+    percent, whether its job or the daemon is at it now), the daemon (``jobs.daemon`` records what
+    it does in ``state``), and the training rounds (``adapters.last_round``)."""
+    from .address.build import embedding_state
+
+    emb = embedding_state(db)
+    daemon = _state_json(db, "daemon") or {}
+    alive = daemon_running(ws)
+    if emb is not None:
+        total = int(emb.get("total") or 0)
+        done = int(emb.get("done") or 0)
+        running = lock_is_held(ws.dir, "embed")
+        if running:  # the lock's holder: the background job, or the daemon
+            try:
+                emb["pid"] = int((ws.dir / "embed.pid").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+        emb = {**emb, "percent": 100 if total == 0 else min(100, int(100 * done / total)), "running": running}
+    return {
+        "embedding": emb,
+        "daemon": {**daemon, "running": alive} if alive else {"running": False},
+        "training": {"running": lock_is_held(ws.dir, "train"), "last_round": _state_json(db, "adapters.last_round")},
+    }
+
+
+def warming(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The recall channels still warming up (the dense one while the first embedding runs), each
+    with a one-line note; recall uses what exists meanwhile."""
+    from .address.build import embedding_state
+
+    st = embedding_state(db)
+    if st is None or st.get("finished"):
+        return []
+    total = int(st.get("total") or 0)
+    pct = 0 if total == 0 else min(99, int(100 * int(st.get("done") or 0) / total))
+    return [{"channel": "dense", "percent": pct, "done": st.get("done"), "total": total,
+             "note": f"dense channel warming up: {pct}% embedded"}]
 
 
 _RELATIVE = re.compile(
@@ -333,7 +499,9 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 
 def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since: float | None = None,
-        include_superseded: bool = False) -> list[dict[str, Any]]:
+        include_superseded: bool = False, salience: bool = False) -> list[dict[str, Any]]:
+    """Recent episodes, newest first. ``salience``: each with why the salience gate weighed it as it
+    did (``salience_reasons``: factor, weight, text; ``surprise``), scoring first what is not scored."""
     if limit <= 0:
         raise BadArgument(f"-n must be a positive number, got {limit}")
     limit = min(limit, MAX_ROWS)  # "as many as there are": SQLite's integers stop at 2**63 - 1
@@ -351,6 +519,8 @@ def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since
             where.append("valid_to IS NULL")
         sql = "SELECT * FROM episodes" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY ts DESC, id DESC LIMIT ?"
+        if salience:
+            _refresh_salience(db)  # a store that predates the gate, or a capture not followed up yet
         rows = db.execute(sql, (*args, limit)).fetchall()
         out = []
         for r in rows:
@@ -368,6 +538,12 @@ def log(ws: Workspace, *, limit: int = 20, kinds: list[str] | None = None, since
                 "data": json.loads(r["data"]), "provenance": json.loads(r["provenance"]),
                 "files": [dict(f) for f in files], "symbols": symbols,
             })
+            if salience:
+                from .model.salience import reasons_of
+
+                why = db.execute("SELECT reasons, surprise FROM salience WHERE episode_id = ?", (r["id"],)).fetchone()
+                out[-1]["salience_reasons"] = reasons_of(why[0]) if why else []
+                out[-1]["surprise"] = why[1] if why else None
         from .privacy.output import clean_data
 
         return clean_data(out)  # no secret a store written by an older lmm kept, no control characters
@@ -407,6 +583,8 @@ def _answer(ws: Workspace, db: sqlite3.Connection, recaller: Any, query: str, *,
     out["brief"] = brief
     out["tokens"] = tokens
     out["dense"] = recaller.encoder is not None
+    out["adapter"] = getattr(recaller.encoder, "adapter_version", None)
+    out["warming"] = warming(db)
     out["recall_id"] = _log_recall(db, query, out, via)
     return clean_data(out)  # no secret a store written by an older lmm kept, no control characters
 
@@ -432,6 +610,24 @@ def _ensure_indexed(ws: Workspace, db: sqlite3.Connection) -> None:
         build(ws, db, embed=False)  # first recall on a store indexed before the code index existed
 
 
+def query_encoder(ws: Workspace, base: Any) -> Any:
+    """The encoder recall's dense channel asks with: ``base`` with this repository's active adapter
+    (``model.adapters``), or ``base`` itself (none active, or it cannot be read; None stays None)."""
+    if base is None:
+        return None
+    from .model.adapters import load_query_encoder
+
+    return load_query_encoder(ws.dir, base)
+
+
+def _active_mark(ws: Workspace) -> str | None:
+    """What the adapters' ACTIVE file says now (None: no file), to see a switch cheaply."""
+    try:
+        return (ws.dir / "adapters" / "ACTIVE").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
 def recall(ws: Workspace, query: str, *, budget: int, fast: bool = False, k: int = 10,
            via: str = "cli") -> dict[str, Any]:
     from .address.dense import stored_encoder
@@ -441,7 +637,7 @@ def recall(ws: Workspace, query: str, *, budget: int, fast: bool = False, k: int
     db = ws.connect()
     try:
         _ensure_indexed(ws, db)
-        encoder = None if fast else stored_encoder(db, ws.config().models.encoder)
+        encoder = None if fast else query_encoder(ws, stored_encoder(db, ws.config().models.encoder))
         return _answer(ws, db, Recaller(db, ws.repo.root, encoder=encoder), query, budget=budget, k=k, via=via)
     finally:
         db.close()
@@ -481,6 +677,53 @@ def tune(ws: Workspace, *, holdout: int | None = None, embed: bool | None = None
     return tune_store(ws, holdout=holdout, embed=embed, say=say, progress=progress)
 
 
+def train(ws: Workspace, *, forms: str | None = None, accelerate: bool = False,
+          say: Callable[[str], None] | None = None, progress: Stages | None = None) -> dict[str, Any]:
+    """One training round of this repository's query adapter now (``model.rounds.run_round``):
+    the recorded outcome, promoted or not."""
+    from .model.rounds import parse_forms, run_round
+
+    ws.connect().close()  # not initialised → a clear error
+    parse_forms(forms)  # a bad --form is a usage error before any work
+    return run_round(ws, forms=forms, accelerate=accelerate, progress=progress, say=say, foreground=True)
+
+
+def adapters(ws: Workspace) -> dict[str, Any]:
+    """The adapter versions on disk (oldest first), which is active, and the last round's outcome."""
+    from .model.adapters import list_versions, version_dict
+    from .model.rounds import last_round, round_dir, training_running
+
+    db = ws.connect()
+    try:
+        last = last_round(db)
+    finally:
+        db.close()
+    versions = []
+    for v in list_versions(ws.dir):
+        d = version_dict(v)
+        d["promoted"] = bool(v.extra.get("promoted"))
+        d["verdict"] = v.extra.get("verdict")
+        versions.append(d)
+    active = next((v["name"] for v in versions if v["active"]), None)
+    return {"store": str(ws.dir), "active": active, "versions": versions, "last_round": last,
+            "training_now": training_running(ws.dir), "unfinished_round": (round_dir(ws.dir) / "plan.json").is_file()}
+
+
+def adapters_rollback(ws: Workspace, version: str | None = None) -> dict[str, Any]:
+    """Make the previously active adapter version (or ``version``; "base" or "none": no adapter)
+    active again, at once."""
+    from .model.adapters import activate, active_version, rollback
+
+    ws.connect().close()
+    before = active_version(ws.dir)
+    if version is not None and version.strip().lower() in ("base", "none"):
+        activate(ws.dir, None)
+        now = None
+    else:
+        now = rollback(ws.dir, version.strip() if version else None)
+    return {"before": before.name if before else None, "active": now.name if now else None}
+
+
 def remember(ws: Workspace, text: str, *, files: list[str] | None = None, kind: str = "note",
              via: str = "cli") -> Any:
     """Store a note (redacted; the files it names, or ``files``, are linked). Idempotent on the same text."""
@@ -488,7 +731,9 @@ def remember(ws: Workspace, text: str, *, files: list[str] | None = None, kind: 
 
     db = ws.connect()
     try:
-        return capture_note(ws, db, text, capture=via, files=files, kind=kind)
+        res = capture_note(ws, db, text, capture=via, files=files, kind=kind)
+        _refresh_salience(db)  # the note, and any commit it cites by sha, weigh more from now on
+        return res
     finally:
         db.close()
 
@@ -497,11 +742,14 @@ def remember(ws: Workspace, text: str, *, files: list[str] | None = None, kind: 
 _FORGETTABLE = ("note", "session")
 
 
-def forget(ws: Workspace, query_or_id: str) -> dict[str, Any]:
+def forget(ws: Workspace, query_or_id: str, *, foreground: bool = False) -> dict[str, Any]:
     """Delete notes and sessions for good, from the store and every index: the episode with this id
-    or source, or else every note and session whose text matches all the words given."""
+    or source, or else every note and session whose text matches all the words given. Adapter
+    versions that trained on them are dropped and a retrain starts from the newest one that never
+    saw them (``model.rounds.forget_sources``; ``foreground``: the retrain runs here)."""
     from .address.dense import text_hash
     from .address.recall import episode_text, fts_query
+    from .model.pairs import QUERY_SUFFIX, query_text
     from .store.db import transaction
     from .store.episodes import fts_doc
     from .text import query_terms
@@ -534,13 +782,20 @@ def forget(ws: Workspace, query_or_id: str) -> dict[str, Any]:
                 db.execute("INSERT INTO episodes_fts (episodes_fts, rowid, title, body, paths, symbols, diff, terms)"
                            " VALUES ('delete', ?, ?, ?, ?, ?, ?, ?)", (r["id"], *doc))
                 db.execute("DELETE FROM vectors WHERE hash = ?", (text_hash(episode_text(r["title"], r["body"])),))
+                db.execute("DELETE FROM vectors WHERE hash = ? AND model LIKE ?",  # its training query's vector
+                           (text_hash(query_text(r["kind"], r["title"], r["body"])), f"%{QUERY_SUFFIX}"))
                 db.execute("DELETE FROM episodes WHERE id = ?", (r["id"],))  # files and symbols cascade
                 removed.append({"id": r["id"], "kind": r["kind"], "source": r["source"], "title": r["title"]})
     finally:
         db.close()
     from .privacy.output import clean_data
 
-    return clean_data({"removed": removed, "adapters": "none trained yet: nothing else held it"})
+    adapters: dict[str, Any] = {"dropped": [], "active": None, "retrain": None}
+    if removed:
+        from .model.rounds import forget_sources
+
+        adapters = forget_sources(ws, [f"ep:{r['id']}" for r in removed], foreground=foreground)
+    return clean_data({"removed": removed, "adapters": adapters})
 
 
 def feedback(ws: Workspace, recall_id: str | int, *, useful: bool, note: str | None = None,
@@ -560,6 +815,7 @@ def feedback(ws: Workspace, recall_id: str | int, *, useful: bool, note: str | N
         with transaction(db):
             cur = db.execute("INSERT INTO feedback (recall_id, ts, via, useful, note) VALUES (?, ?, ?, ?, ?)",
                              (rid, time.time(), via, int(bool(useful)), redact((note or "").strip()[:2000])))
+        _refresh_salience(db)  # the commits and files the recall listed are rescored
         return {"feedback_id": cur.lastrowid, "recall_id": rid, "useful": bool(useful)}
     finally:
         db.close()
@@ -585,6 +841,7 @@ class Memory:
         self._recaller: Any = None
         self._version: int | None = None
         self._encoder: Any = None
+        self._active: str | None = None  # the adapters' ACTIVE file as last read
 
     def workspace(self) -> Workspace:
         with self._lock:
@@ -605,10 +862,13 @@ class Memory:
             self._db = ws.connect(shared=True)
         db = self._db
         version = db.execute("PRAGMA data_version").fetchone()[0]
+        active = _active_mark(ws)
+        if active != self._active:  # another adapter version was activated (a round, a rollback)
+            self._encoder, self._active, self._recaller = None, active, None
         if self._recaller is None or version != self._version:
             _ensure_indexed(ws, db)
             if self._encoder is None:
-                self._encoder = stored_encoder(db, ws.config().models.encoder)
+                self._encoder = query_encoder(ws, stored_encoder(db, ws.config().models.encoder))
             self._recaller = Recaller(db, ws.repo.root, encoder=self._encoder)
             self._version = db.execute("PRAGMA data_version").fetchone()[0]
         return ws, db, self._recaller
@@ -676,7 +936,8 @@ AIDER_BRIEF = 1500  # tokens of session brief in aider's conventions file
 _NEXT = {
     "claude": "Claude Code asks once to approve the `lmm` server of .mcp.json; the hooks run from the next session",
     "claude-plugin": "in Claude Code: /plugin marketplace add {dir}, then /plugin install lmm@lmm",
-    "codex": "Codex runs the project's hooks once you trust the project; the MCP server serves every repository",
+    "codex": ("Codex runs the project's hooks once the project is trusted and you have reviewed lmm's hooks "
+              "(/hooks in Codex); the MCP server serves every repository"),
     "cursor": "enable the `lmm` MCP server in Cursor's settings (Tools & MCP)",
     "aider": "aider reads .aider.lmm.md at its next start; lmm refreshes it after every capture",
 }
@@ -836,7 +1097,7 @@ def prompt_context(ws: Workspace, prompt: str, *, budget: int = 600) -> dict[str
     try:
         _ensure_indexed(ws, db)
         try:
-            encoder = stored_encoder(db, ws.config().models.encoder)
+            encoder = query_encoder(ws, stored_encoder(db, ws.config().models.encoder))
         except Exception:  # noqa: BLE001 - no encoder here (a broken install): the lexical gate decides
             encoder = None
         recaller = Recaller(db, ws.repo.root, encoder=encoder)

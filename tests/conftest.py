@@ -36,7 +36,12 @@ def isolated_env(base: Path) -> dict[str, str]:
     return {"HOME": str(home), "LMM_HOME": str(base / "lmm-home"), "GIT_CONFIG_GLOBAL": str(gitconfig),
             "GIT_CONFIG_NOSYSTEM": "1", "XDG_CONFIG_HOME": str(home / ".config"), "GIT_EDITOR": "true",
             # No background tunes outliving a test; tests/test_tune.py turns them on where it tests them.
-            "LMM_AUTO_TUNE": "0"}
+            "LMM_AUTO_TUNE": "0",
+            # Nor background training rounds (tests/model/test_rounds.py runs them where it tests them).
+            "LMM_AUTO_TRAIN": "0",
+            # `lmm init` embeds in the foreground, as the tests that use embeddings expect; the
+            # background embedding is tested where it is turned on (tests/cli/test_fast_init.py).
+            "LMM_AUTO_EMBED": "0"}
 
 
 _GIT_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "EDITOR", "VISUAL")

@@ -28,11 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "embed": {"errors"},
     "address": FOUNDATION | {"privacy", "store", "workspace", "embed"},
     "model": FOUNDATION | {"privacy", "store", "workspace", "capture", "embed", "address"},
-    "brief": FOUNDATION | {"privacy", "store", "embed", "address"},
+    "brief": FOUNDATION | {"privacy", "store", "embed", "address", "model"},
     "integrations": FOUNDATION | {"store", "workspace"},
     "core": FOUNDATION | {"privacy", "store", "workspace", "capture", "embed", "address", "model", "brief",
                           "integrations"},
-    "jobs": FOUNDATION | {"store", "workspace", "capture", "model", "core"},
+    "jobs": FOUNDATION | {"privacy", "store", "workspace", "capture", "embed", "address", "model", "core"},
     # What assistants reach: the MCP server (and, next, the assistant hook handlers). Above the core.
     "serve": FOUNDATION | {"package", "privacy", "store", "workspace", "core"},
     # The benchmark compares lmm with baselines; lmm itself never imports it (only the CLI does).

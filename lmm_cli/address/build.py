@@ -19,7 +19,8 @@ from ..store.db import transaction
 from ..workspace import Workspace
 from .graph import pagerank
 
-__all__ = ["BuildResult", "refresh", "build_indexes", "compute_rank", "embedding_items", "rebuild_file_fts"]
+__all__ = ["BuildResult", "refresh", "build_indexes", "compute_rank", "embedding_items", "rebuild_file_fts",
+           "EMBED_STATE", "embedding_state", "record_embedding", "embedding_counts"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -92,6 +93,44 @@ def embedding_items(db: sqlite3.Connection) -> list[tuple[str, str]]:
         text = episode_text(title, body)
         items.append((text_hash(text), text))
     return items
+
+
+EMBED_STATE = "embedding"  # state row: how far the first (background) embedding of the store has come
+
+
+def embedding_state(db: sqlite3.Connection) -> dict[str, Any] | None:
+    """The embedding progress recorded in ``state`` (``jobs.embed`` writes it per batch): model,
+    done and total texts, started and finished (None while it is unfinished), pid, phase
+    (embedding, fitting, training, done), error. None when the store never embedded in the background."""
+    import json
+
+    row = db.execute("SELECT value FROM state WHERE key = ?", (EMBED_STATE,)).fetchone()
+    if row is None:
+        return None
+    try:
+        out = json.loads(row[0])
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def record_embedding(db: sqlite3.Connection, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into the recorded embedding progress (one short transaction); the new record."""
+    import json
+
+    with transaction(db):
+        state = {**(embedding_state(db) or {}), **fields, "updated": time.time()}
+        db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (EMBED_STATE, json.dumps(state, sort_keys=True)))
+    return state
+
+
+def embedding_counts(db: sqlite3.Connection, model_id: str) -> tuple[int, int]:
+    """(texts with a vector of ``model_id``, texts the dense channel searches): distinct texts."""
+    from .dense import _present
+
+    hashes = list({h for h, _ in embedding_items(db)})
+    return len(_present(db, model_id, hashes)), len(hashes)
 
 
 def build_indexes(db: sqlite3.Connection, root: Path, *, ignore: Any = None, encoder: Any = None,

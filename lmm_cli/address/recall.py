@@ -27,7 +27,10 @@ commits read (``missing_commits``). A file's symbols are given with their defini
 
 Each channel is normalised to [0, 1] per query and fused by a weighted sum. The weights come from
 the store (``lmm bench localize --tune`` fits them on the repository's own history) and fall back
-to ``DEFAULT_WEIGHTS``. A recall with no lexical, history or close dense evidence is "no memory".
+to ``DEFAULT_WEIGHTS``. Where the store holds a learned ranker that beat this fusion on later
+history (``model.ranker`` fits it, ``rerank`` applies it), it re-orders the fusion's top files;
+each file's reasons still name its channels. A recall with no lexical, history or close dense
+evidence is "no memory".
 
 Left out here: the encoder adapter (weights trained on this repository) and consolidated facts.
 """
@@ -169,6 +172,7 @@ class Recall:
     # Commits asked about in git while answering → whether git still has them: the brief built from
     # this answer reuses it instead of asking git again.
     in_git: dict[str, bool] = field(default_factory=dict)
+    ranked_by: str = "fusion"  # how the files were ordered: the linear fusion or the learned ranker (``rerank``)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +183,7 @@ class Recall:
                          "score": round(c.score, 4)} for c in self.commits],
             "notes": [asdict(n) for n in self.notes],
             "sessions": [asdict(s) for s in self.sessions],
+            "ranked_by": self.ranked_by,
         }
 
 
@@ -205,6 +210,20 @@ def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
         "INSERT INTO state (key, value) VALUES ('fusion_weights', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (json.dumps({k: round(float(weights[k]), 4) for k in CHANNELS}),),
     )
+
+
+STORE_RANKER: Any = object()  # Recaller(ranker=…): the store's active learned ranker, if any
+
+
+def _store_folder(db: sqlite3.Connection) -> Path | None:
+    """The folder of ``db``'s main database file (the store folder), None for an in-memory one."""
+    try:
+        for _seq, name, file in db.execute("PRAGMA database_list"):
+            if name == "main" and file:
+                return Path(file).parent
+    except sqlite3.Error:
+        pass
+    return None
 
 
 def _day(ts: float) -> str:
@@ -237,16 +256,21 @@ class Recaller:
     """Answers recalls over one store. Keep one around to answer many (indexes stay loaded)."""
 
     def __init__(self, db: sqlite3.Connection, root: Path, *, encoder: Any = None,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, ranker: Any = STORE_RANKER) -> None:
         self.db = db
         self.root = root
         self.encoder = encoder  # None: no dense channel (the --fast path)
         self.weights = weights or load_weights(db)
+        # The learned ranker (``rerank``): STORE_RANKER reads the store's active one on first use;
+        # None fuses linearly.
+        self._ranker = ranker
+        self._stats: Any = None
         self._files: set[str] | None = None
         self._has_sessions: bool | None = None
         self._renames: dict[str, str] | None = None
         self._dense: Any = None
         self._dense_refs: list[tuple[str, str | None, int, int] | int] = []
+        self._dense_chunks = 0
         self._priors: dict[str, dict[str, float]] | None = None
         self._by_name: dict[str, list[str]] | None = None
         self._tests_by_key: dict[str, list[str]] | None = None
@@ -410,15 +434,29 @@ class Recaller:
         self._dense_refs = [(c["path"], c["symbol"], c["start_line"], c["end_line"]) for c in chunks] + [
             e["id"] for e in eps]
         self._dense = DenseIndex.load(self.db, self.encoder.id, hashes)
+        self._dense_chunks = len(chunks)  # positions from here on are episodes
 
     def _dense_channel(self, query: str, ev: _Evidence) -> dict[str, float]:
         if self.encoder is None:
             return {}
         if self._dense is None:
             self._load_dense()
-        qvec = self.encoder.encode([query])[0]
+        both = getattr(self.encoder, "encode_both", None)
+        if both is None:
+            hits = self._dense.search(self.encoder.encode([query])[0], 300)
+        else:
+            # The repository adapter maps a task towards this repository's code: code chunks meet the
+            # adapted vector, episodes (commit messages, notes, prompts: text like the task) the base one.
+            import numpy as np
+
+            adapted, base = both([query])
+            s = self._dense.scores(adapted[0])
+            episode = self._dense.rows >= self._dense_chunks
+            s = np.where(episode, self._dense.scores(base[0]), s)
+            top = np.argsort(-s, kind="stable")[:300]
+            hits = [(int(self._dense.rows[i]), float(s[i])) for i in top]
         out: dict[str, float] = {}
-        for pos, cos in self._dense.search(qvec, 300):
+        for pos, cos in hits:
             ref = self._dense_refs[pos]
             ev.dense_best = max(ev.dense_best, cos)
             if isinstance(ref, int):  # a commit, note or session turn: its files inherit part of the similarity
@@ -648,15 +686,43 @@ class Recaller:
             total[p] = sum(weights.get(c, 0.0) * ch.get(c, {}).get(p, 0.0) for c in CHANNELS)
         return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
 
+    def learned_ranker(self) -> Any:
+        """The learned ranker this recall uses (``rerank.LearnedRanker``), or None: the store's
+        active one when it was fitted on the channels this recall has (with or without dense)."""
+        if self._ranker is STORE_RANKER:
+            from .rerank import load_ranker
+
+            self._ranker = load_ranker(_store_folder(self.db))
+        r = self._ranker
+        return r if r is not None and r.compatible(self.encoder is not None) else None
+
+    def order(self, ch: dict[str, dict[str, float]]) -> tuple[list[tuple[str, float]], str]:
+        """The files for channel scores ``ch``, best first, and what ordered them: the linear fusion,
+        its top re-ranked by the learned ranker where one applies (one that fails is dropped)."""
+        ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files]
+        ranker = self.learned_ranker()
+        if ranker is None:
+            return ranked, "fusion"
+        try:
+            if self._stats is None:
+                from .rerank import file_stats
+
+                self._stats = file_stats(self.db, self.current_path)
+            return ranker.rerank(ranked, ch, self._stats), ranker.label
+        except Exception:  # noqa: BLE001 - a ranker that cannot score is no ranker: the linear fusion answers
+            self._ranker = None
+            return ranked, "fusion"
+
     def rank_files(self, query: str, k: int = 10) -> list[str]:
         ch, _ = self.channel_scores(query)
-        return [p for p, _ in self.fuse(ch, self.weights)[:k] if p in self.files]
+        return [p for p, _ in self.order(ch)[0][:k]]
 
     # -- the full answer --------------------------------------------------------------------
     def recall(self, query: str, *, k_files: int = 10, k_commits: int = 8) -> Recall:
         t0 = time.perf_counter()
         ch, ev = self.channel_scores(query)
-        ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files][:k_files]
+        ordered, ranked_by = self.order(ch)
+        ranked = ordered[:k_files]
         relevant = bool(ch["lexical"] or ch["names"] or ch["history"] or ch["mentions"]
                         or ev.dense_best >= DENSE_RELEVANT
                         # a note or session turn that matches the task's words, even one naming no file
@@ -670,7 +736,7 @@ class Recaller:
         files = [self._file_hit(p, s, ch, ev) for p, s in ranked]
         commits, notes, sessions = self._episodes(ev, [f.path for f in files], k_commits)
         return Recall(query, files, commits, notes, True, time.perf_counter() - t0, sessions,
-                      {sha: sha not in ev.gone for sha in asked})
+                      {sha: sha not in ev.gone for sha in asked}, ranked_by)
 
     def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
         contrib = {c: self.weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}

@@ -2,7 +2,8 @@
 
 One snapshot at the cut serves every system. Besides the table over all held-out commits, the
 fusion weights are fitted on the early half and scored on the late half, next to the default
-weights and the baselines on that same late half: the check that tuning generalises. With
+weights, the learned ranker fitted on the early half (``model.ranker``) and the baselines on that
+same late half: the check that tuning generalises. With
 ``tune``, the fit is kept under the same promotion rule `lmm tune` uses.
 """
 
@@ -36,7 +37,7 @@ def _ranker(system: Any, depth: int = 100) -> Callable[[str], list[str]]:
 
 
 def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, embed: bool = True,
-             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+             say: Callable[[str], None] | None = None, adapter: Sequence[str] = ()) -> dict[str, Any]:
     say = say or (lambda _m: None)
     with snapshot(Path(repo), holdout) as snap:
         queries = snap.held.queries
@@ -58,21 +59,60 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
                 evaluate("lmm, default weights", lmm.ranker(DEFAULT_WEIGHTS), late),
                 evaluate("lmm, tuned on the early half", lmm.ranker(tuned_early), late),
             ] + [evaluate(s.name, _ranker(s), late) for s in systems[1:]]
+            learned = _learned_ranker(lmm, early, late, tuned_early, split_rows)
             tuned_all, _ = fit(lmm, queries)
+            adapted = None
+            if adapter:  # last: the round trains on the replay store; nothing above sees its adapter
+                from .adapter import adapter_rows
+
+                adapted = adapter_rows(lmm, queries, weights=DEFAULT_WEIGHTS, forms=adapter, say=say)
         finally:
             lmm.close()
     return {
         "repo": str(repo), "cut": snap.cut, "holdout": holdout, "queries": len(queries),
         "files": len(snap.files), "history": len(snap.history),
-        "dropped": len(snap.held.dropped_no_gold) + len(snap.held.dropped_empty),
+        "dropped": len(snap.held.dropped_no_gold) + len(snap.held.dropped_empty) + len(snap.held.dropped_chronic),
+        "chronic": list(snap.held.chronic),
         "rows": rows, "split": {"early": len(early), "late": len(late), "rows": split_rows},
         "weights": {"default": DEFAULT_WEIGHTS, "tuned_early": tuned_early, "tuned_all": tuned_all},
-        "tuned": len(queries) >= MIN_TUNE_QUERIES,
+        "tuned": len(queries) >= MIN_TUNE_QUERIES, "adapter": adapted, "ranker": learned,
     }
 
 
+def _learned_ranker(lmm: Any, early: Sequence[Any], late: Sequence[Any], tuned_early: dict[str, float],
+                    split_rows: list[Any]) -> dict[str, Any]:
+    """The learned ranker fitted on the early half (``model.ranker.trial``), scored on the later
+    half beside the linear fusion it would replace there — the tuned weights where they beat the
+    defaults on the later half (as `lmm tune` keeps them), else the defaults. Its row goes in
+    ``split_rows`` under the two linear ones."""
+    from ..model import promote
+    from ..model.ranker import trial
+
+    def m(row: Any) -> dict[str, float]:
+        return {"hit5": row.hit5, "mrr": row.mrr}
+
+    keep = promote.judge(m(split_rows[0]), m(split_rows[1])).promote
+    try:
+        res = trial(lmm, early, late, dict(tuned_early) if keep else dict(DEFAULT_WEIGHTS))
+    except Exception as e:  # noqa: BLE001 - the rest of the report stands without it
+        return {"error": f"not fitted: {type(e).__name__}: {e}"[:300]}
+    if res is None:
+        from ..model.ranker import MIN_QUERIES
+
+        return {"error": f"not fitted: fewer than {MIN_QUERIES} of the {len(early)} early questions have a "
+                         "changed file among their candidates"}
+    row = res["rows"][1]
+    row.name = "lmm, learned ranker fitted on the early half"
+    split_rows.insert(2, row)
+    verdict = promote.judge(res["linear"], res["ranker"])
+    return {"incumbent": "tuned" if keep else "default", "linear": res["linear"], "ranker": res["ranker"],
+            "kept": verdict.promote, "reason": verdict.reason, "trees": res["fitted"].trees,
+            "fit_queries": res["fitted"].queries, "seconds": round(res["fitted"].seconds, 1)}
+
+
 def bench_localize(ws: Workspace, *, holdout: int, baselines: Sequence[str] = BASELINES, embed: bool = True,
-                   tune: bool = False, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   tune: bool = False, say: Callable[[str], None] | None = None,
+                   adapter: Sequence[str] = ()) -> dict[str, Any]:
     """Check the arguments, run the comparison, and with ``tune`` keep the fit when it generalises.
     ``saved_weights`` in the result says whether recall now uses the fitted weights."""
     unknown = [b for b in baselines if b not in BASELINES]
@@ -81,12 +121,17 @@ def bench_localize(ws: Workspace, *, holdout: int, baselines: Sequence[str] = BA
     if holdout < 2:
         raise BadArgument(f"--holdout must be at least 2, got {holdout}")
     names = [b for b in baselines if embed or b != "dense"]
+    bad = [f for f in adapter if f not in ("linear", "lora")]
+    if bad:
+        raise BadArgument(f"--adapter: unknown form {', '.join(bad)} (choose from linear, lora)")
+    if adapter and not embed:
+        raise BadArgument("--adapter needs the dense channel: drop --no-embed")
     try:
         held_out_full(ws.repo.root, 1)
     except ValueError:
         raise HistoryTooShort("nothing to hold out: the history needs at least two commits on HEAD "
                               "(a commit with a parent to ask about)") from None
-    rep = localize(ws.repo.root, holdout, baselines=names, embed=embed, say=say)
+    rep = localize(ws.repo.root, holdout, baselines=names, embed=embed, say=say, adapter=adapter)
     rep["saved_weights"] = False
     if tune and rep["tuned"]:
         default, tuned = rep["split"]["rows"][0], rep["split"]["rows"][1]
@@ -128,6 +173,9 @@ def report_markdown(rep: dict[str, Any]) -> str:
              f"cut {rep['cut'][:12]} · {rep['files']} files · {rep['history']} commits before the cut · "
              f"{rep['queries']} held-out commits as queries ({rep['dropped']} dropped: no gold file at the cut "
              "or an empty message)", ""]
+    if rep.get("chronic"):
+        lines[-1:-1] = ["", "Left out of every answer, as files nearly every commit before the cut touched: "
+                        + ", ".join(f"`{p}`" for p in rep["chronic"]) + " (a commit that touched only those is no query)."]
     lines += _table(rows)
     if rep["queries"] < MIN_TUNE_QUERIES:
         lines += ["", f"Only {rep['queries']} queries: one query moves Hit@k by {100 / max(1, rep['queries']):.0f} "
@@ -144,8 +192,39 @@ def report_markdown(rep: dict[str, Any]) -> str:
                       f"{sp['early']}): the defaults are used."]
     lines += ["", f"### Does tuning generalise? Tuned on the early {sp['early']} queries, scored on the later {sp['late']}", ""]
     lines += _table(sp["rows"], latency=False)
+    lines += ["", _ranker_note(rep.get("ranker") or {}, sp["late"])]
     w = rep["weights"]
     lines += ["", "| weights | " + " | ".join(CHANNELS) + " |", "|---|" + "---|" * len(CHANNELS)]
     for name in ("default", "tuned_early", "tuned_all"):
         lines.append(f"| {name} | " + " | ".join(f"{w[name][c]:g}" for c in CHANNELS) + " |")
+    if rep.get("adapter"):
+        lines += ["", *_adapter_section(rep["adapter"])]
     return "\n".join(lines) + "\n"
+
+
+def _ranker_note(r: dict[str, Any], late: int) -> str:
+    """One sentence: the learned ranker beside the linear fusion it would replace, and the verdict."""
+    if not r or r.get("error"):
+        return f"Learned ranker: {r.get('error', 'not run')}."
+    a, b = r["linear"], r["ranker"]
+    weights = "tuned" if r["incumbent"] == "tuned" else "default"
+    return (f"Learned ranker (LightGBM lambdarank, {r['trees']} trees on {r['fit_queries']} early queries) vs the "
+            f"linear fusion with the {weights} weights, on the later {late}: Hit@5 {b['hit5']:.3f} vs {a['hit5']:.3f}, "
+            f"MRR {b['mrr']:.3f} vs {a['mrr']:.3f}: {'kept' if r['kept'] else 'not kept'} by the promotion rule "
+            f"({r['reason']}).")
+
+
+def _adapter_section(ad: dict[str, Any]) -> list[str]:
+    if ad.get("error"):
+        return ["### Repository adapter", "", ad["error"]]
+    out = ad["round"]
+    lines = ["### Repository adapter, trained at the cut on the history before it", "",
+             f"One training round on the replay store ({ad['round_s']:.1f}s): {out.get('status', '?')}"
+             + (f" — {out['reason']}" if out.get("reason") else ""), ""]
+    lines += _table(ad["rows"], latency=False)
+    if ad["versions"]:
+        lines += ["", "| version | form | pairs | size | active |", "|---|---|---|---|---|"]
+        for v in ad["versions"]:
+            lines.append(f"| {v['name']} | {v['form']} | {v['pairs']} | {v['size_bytes'] / 1e6:.2f} MB | "
+                         f"{'yes' if v['active'] else 'no'} |")
+    return lines

@@ -1,5 +1,6 @@
-"""The brief's Conventions section: the commit style of the history, where the tests live, and the
-tooling the config files in the tree set up (pyproject, package.json, Makefile, pre-commit, CI)."""
+"""The brief's Conventions section: the commit style of the history, where the tests live, the files
+most commits also update (a changelog, a lockfile), and the tooling the config files in the tree set
+up (pyproject, package.json, Makefile, pre-commit, CI)."""
 
 from __future__ import annotations
 
@@ -167,6 +168,30 @@ def _tests(r: RepoView) -> list[Line]:
         cites.append(_file(conftest[0]))
     if commits:
         text += f"; {len(touching) / len(commits):.0%} of commits touch tests"
+    return [Line(text, cites)]
+
+
+def _chronic(r: RepoView) -> list[Line]:
+    """Files most commits also update — a changelog, a lockfile, a version file (``model.churn``):
+    a convention to follow, stated here rather than offered as the answer to every task. Cites the
+    files and the latest commit that updated the first one."""
+    from ..model.churn import chronic
+
+    found = [c for c in chronic(r.db) if r.exists(c.path)][:3]
+    if not found:
+        return []
+    first = found[0]
+    parts = [f"`{first.path}` ({first.share:.0%} of the last {first.of:,})"] + [
+        f"`{c.path}` ({c.share:.0%})" for c in found[1:]]
+    names = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    text = f"{'Most' if first.share >= 0.5 else 'Many'} commits also update {names}"
+    cites = [_file(c.path) for c in found]
+    row = r.db.execute(
+        "SELECT e.source FROM episodes e JOIN episode_files f ON f.episode_id = e.id WHERE f.path = ?"
+        " AND +e.kind = 'commit' AND e.valid_to IS NULL AND e.source NOT IN (SELECT value FROM json_each(?))"
+        " ORDER BY e.ts DESC, e.id DESC LIMIT 1", (first.path, r.gone_json())).fetchone()
+    if row:
+        cites.append(_commit(row[0]))
     return [Line(text, cites)]
 
 
@@ -482,5 +507,5 @@ def _tooling(r: RepoView) -> list[Line]:
 
 def conventions_section(r: RepoView) -> Section:
     style = _commit_style(r)
-    lines = style[:1] + _tests(r) + style[1:] + _tooling(r)
+    lines = style[:1] + _tests(r) + _chronic(r) + style[1:] + _tooling(r)
     return Section("Conventions", lines)

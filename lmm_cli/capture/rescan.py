@@ -61,9 +61,10 @@ TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
     "recalls": ("via", "query", "files", "commits"),
     "feedback": ("via", "note"),
     "activity": ("path", "via"),
+    "salience": ("reasons",),  # the salience gate's reasons quote paths and note titles (m007)
 }
 # Tables of plain redacted text (JSON where it is JSON), re-redacted column by column.
-_PLAIN_TABLES = {"recalls": ("query", "files"), "feedback": ("note",)}
+_PLAIN_TABLES = {"recalls": ("query", "files"), "feedback": ("note",), "salience": ("reasons",)}
 _CODE_TABLES = ("code_refs", "code_rank", "code_idents", "code_chunks", "code_symbols", "code_files")
 _CODE_INDEX_VERSION_KEY = "code_index.version"  # address.code_index re-reads every file without it
 

@@ -46,6 +46,7 @@ __all__ = [
     "load_encoder",
     "model_id",
     "packaged_path",
+    "transformer_folder",
 ]
 
 PACKAGED = "packaged:all-MiniLM-L6-v2"
@@ -394,7 +395,11 @@ class NumpyBertEncoder:
 
     backend = "numpy"
 
-    def __init__(self, source: _Source, folder: Path, spec: _Spec, id: str) -> None:
+    def __init__(self, source: _Source, folder: Path, spec: _Spec, id: str,
+                 overrides: dict[str, np.ndarray] | None = None) -> None:
+        """``overrides``: weight deltas added to the named parameters (names as in a plain BertModel,
+        e.g. ``encoder.layer.0.attention.self.query.weight``), how a merged LoRA adapter is applied
+        without torch. The ``id`` stays the base model's: only queries go through such an encoder."""
         import numpy as np
         from safetensors import safe_open
         from tokenizers import Tokenizer, normalizers
@@ -402,6 +407,8 @@ class NumpyBertEncoder:
         self.name = source.name
         self.folder = folder
         self.id = id
+        self._source, self._spec = source, spec
+        self.overrides = dict(overrides or {})
         self.max_seq_length = spec.max_len
         cfg = spec.config
         self.hidden = int(cfg["hidden_size"])
@@ -432,10 +439,17 @@ class NumpyBertEncoder:
                 if prefix is None:
                     raise _Unsupported("no BERT embeddings in model.safetensors")
 
+                unused = set(self.overrides)
+
                 def get(*names: str) -> np.ndarray:
                     for n in names:
                         if prefix + n in keys:
-                            return np.asarray(f.get_tensor(prefix + n), dtype=f32)
+                            w = np.asarray(f.get_tensor(prefix + n), dtype=f32)
+                            delta = self.overrides.get(n)
+                            if delta is not None:
+                                unused.discard(n)
+                                w = w + np.asarray(delta, dtype=f32).reshape(w.shape)
+                            return w
                     raise _Unsupported(f"model.safetensors lacks {prefix}{names[0]}")
 
                 def ln(base: str) -> tuple[np.ndarray, np.ndarray]:
@@ -470,12 +484,18 @@ class NumpyBertEncoder:
                     ))
         except (TypeError, ValueError) as e:  # e.g. bfloat16, which numpy cannot hold
             raise _Unsupported(f"weights numpy cannot read ({e})") from None
+        if unused:
+            raise ValueError(f"weight overrides name parameters the model lacks: {sorted(unused)[:3]}")
         if self._word.shape[1] != self.hidden or self._pos.shape[0] < spec.max_len:
             raise _Unsupported("weights do not match config.json")
         self._np = np
 
     def __repr__(self) -> str:
         return f"NumpyBertEncoder({self.id!r})"
+
+    def with_overrides(self, overrides: dict[str, np.ndarray]) -> NumpyBertEncoder:
+        """A copy of this encoder with ``overrides`` (weight deltas) added to its weights; same id."""
+        return NumpyBertEncoder(self._source, self.folder, self._spec, self.id, overrides)
 
     # -- the forward pass ---------------------------------------------------------------------
 
@@ -617,6 +637,18 @@ class NumpyBertEncoder:
             if progress is not None:
                 progress(done, n)
         return _normalise(out)
+
+
+def transformer_folder(folder: Path) -> Path:
+    """The folder of a sentence-transformers model's Transformer module (config.json,
+    model.safetensors): the folder itself for the classic layout and plain transformers folders."""
+    try:
+        modules = _read_json(folder / "modules.json")
+    except (OSError, ValueError):
+        modules = None
+    if isinstance(modules, list) and modules and isinstance(modules[0], dict):
+        return folder / (modules[0].get("path") or "")
+    return folder
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ fitted on all of them are saved; otherwise the defaults stay (or come back). Eve
 kept defaults, history too short, failed — is recorded in the store's ``state`` table
 (``fusion_tuning``) with its figures, for ``lmm status`` and for deciding when to fit again
 (``due``). One fit runs at a time per store (``tune.lock``); ``jobs.tune`` is the background run.
+The same run fits the learned ranker on the same replay (``ranker``), judged by the same rule
+against the linear fusion these weights give.
 """
 
 from __future__ import annotations
@@ -214,14 +216,42 @@ def tune_store(ws: Workspace, *, holdout: int | None = None, embed: bool | None 
                 late_tuned = scored("tuned", tuned_early, late)
                 all_default = scored("default", DEFAULT_WEIGHTS, queries)
                 all_tuned = scored("tuned", tuned_all, queries)
+                learned = _try_ranker(ws, db, memory, queries, early, late, tuned_early, tuned_all,
+                                      promote.judge(late_default, late_tuned).promote, embed, base, say)
             finally:
                 memory.close()
-        return settle(db, {**base, "seconds": round(time.monotonic() - t0, 1),
+        return settle(db, {**base, "seconds": round(time.monotonic() - t0, 1), "ranker": learned,
                            "all": {"default": all_default, "tuned": all_tuned}},
                       {"queries": len(late), "default": late_default, "tuned": late_tuned}, tuned_all)
     finally:
         db.close()
         lock.release()
+
+
+def _try_ranker(ws: Workspace, db: sqlite3.Connection, memory: Any, queries: Sequence[Any], early: Sequence[Any],
+                late: Sequence[Any], tuned_early: dict[str, float], tuned_all: dict[str, float], keep: bool,
+                embed: bool, base: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    """The learned ranker's fit on the same replay (``ranker.tune``), judged against the linear
+    fusion these weights give (fitted on the early half when judged, on all when saved). A ranker
+    that cannot be fitted (no LightGBM, a crash) leaves the weights' fit unharmed: recorded as
+    failed, what is in use stays. Returns its status and figures for the weights' outcome."""
+    from . import ranker
+
+    w_early = dict(tuned_early) if keep else dict(DEFAULT_WEIGHTS)
+    w_all = dict(tuned_all) if keep else dict(DEFAULT_WEIGHTS)
+    if keep and not embed:
+        w_all["dense"] = DEFAULT_WEIGHTS["dense"]  # as ``settle`` saves it
+    try:
+        out = ranker.tune(ws.dir, db, memory, queries, early, late, weights_early=w_early, weights_all=w_all,
+                          embed=embed, base={"cut": base.get("cut"), "head": base.get("head")})
+    except Exception as e:  # noqa: BLE001 - the weights' fit is recorded whatever happens to the ranker's
+        out = {"at": time.time(), "embed": embed, "status": "failed", "reason": f"{type(e).__name__}: {e}"[:300]}
+        try:
+            ranker.record(db, out)
+        except sqlite3.Error:
+            pass
+    say(f"learned ranker: {out['status']}" + (f" ({out['reason']})" if out.get("reason") else ""))
+    return {k: out[k] for k in ("status", "late", "version", "reason") if k in out}
 
 
 # --------------------------------------------------------------------------- when to fit again

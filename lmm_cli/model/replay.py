@@ -4,7 +4,9 @@ Cut the history N non-merge commits before HEAD (on HEAD's first-parent line); e
 may learn from is what existed at the cut — the history reachable from it and the working tree
 checked out at it in a temporary worktree — and each held-out commit is a question: its message
 (trailers, PR/issue numbers and URLs stripped) asks, the files it modified, deleted or renamed away
-from that existed at the cut answer. ``ReplayMemory`` is lmm's own memory built at the cut.
+from that existed at the cut answer — except the files nearly every commit before the cut touched
+(changelogs, lockfiles: ``churn``), which say nothing about where the work was; a commit that
+touched only those is no question. ``ReplayMemory`` is lmm's own memory built at the cut.
 
 Learning fits on these questions (``fusion``), and ``bench`` scores lmm against its baselines on
 them. Metrics: Hit@1/5/10 (any gold file in the top k), Recall@10, MRR (1/rank of the first gold
@@ -36,7 +38,7 @@ from ..repo import run_git
 from ..store.lock import process_alive, process_start
 
 __all__ = [
-    "HistoryCommit", "Query", "HeldOut", "Row", "Snapshot", "ReplayMemory", "held_out", "held_out_full",
+    "HistoryCommit", "Query", "HeldOut", "Row", "Snapshot", "ReplayMemory", "held_out", "held_out_full", "chronic_before",
     "history_before", "files_at", "clean_message", "worktree_at", "snapshot", "evaluate", "tune_split",
     "percentile", "prune_leftovers", "TEMP_PREFIX",
 ]
@@ -211,11 +213,30 @@ class HeldOut:
     commits: int                                          # held-out commits looked at
     dropped_no_gold: list[str] = field(default_factory=list)   # shas: only created files / none at the cut
     dropped_empty: list[str] = field(default_factory=list)     # shas: nothing left of the message
+    # Files nearly every commit before the cut touched (changelogs, lockfiles: ``churn``), left out
+    # of every gold set, and the shas of the commits that touched nothing else.
+    chronic: list[str] = field(default_factory=list)
+    dropped_chronic: list[str] = field(default_factory=list)
 
 
-def held_out_full(repo: Path, n: int) -> HeldOut:
+def chronic_before(repo: Path, cut: str) -> list[str]:
+    """The files nearly every commit up to ``cut`` touched (``churn.chronic_in`` over the latest
+    ``churn.WINDOW`` non-merge commits reachable from it): read from history before the cut only."""
+    from .churn import WINDOW, always_touched_in
+
+    out = _git(repo, "log", "--no-show-signature", "--no-merges", f"-n{WINDOW}", "-M", "--name-status", "-z",
+               _LOG_FORMAT, cut)
+    commits = _parse_log(out)[::-1]  # oldest first
+    sets = [{ch[-1] for ch in c.changes} for c in commits]
+    renames = [(ch[1], ch[2]) for c in commits for ch in c.changes if ch[0] == "R"]
+    return sorted(always_touched_in(sets, renames))
+
+
+def held_out_full(repo: Path, n: int, *, leave_out_chronic: bool = True) -> HeldOut:
     """``held_out`` with the count of dropped commits. If the oldest of the N commits is the root
-    (the history is shorter than N+1), it is left out: the cut must be a commit."""
+    (the history is shorter than N+1), it is left out: the cut must be a commit. With
+    ``leave_out_chronic``, the files nearly every commit before the cut touched are no answer
+    (``chronic_before``); a commit that touched nothing else is dropped."""
     if n < 1:
         raise ValueError("holdout must be ≥ 1")
     out = _git(repo, "log", "--no-show-signature", "--first-parent", "--no-merges", f"-n{n}", "-M",
@@ -229,6 +250,9 @@ def held_out_full(repo: Path, n: int) -> HeldOut:
     at_cut = set(files_at(repo, cut))
     alias: dict[str, str] = {}  # path after the cut → its path at the cut (renames inside the window)
     res = HeldOut(cut, [], len(commits))
+    if leave_out_chronic:
+        res.chronic = [p for p in chronic_before(repo, cut) if p in at_cut]
+    chronic = set(res.chronic)
     for c in commits:
         gold: set[str] = set()
         for ch in c.changes:
@@ -247,6 +271,10 @@ def held_out_full(repo: Path, n: int) -> HeldOut:
                 alias[new] = p
             # A (added) and C (copied: the source is not changed) give no gold
         text = clean_message(c.message)
+        if gold and gold <= chronic:
+            res.dropped_chronic.append(c.sha)
+            continue
+        gold -= chronic
         if not gold:
             res.dropped_no_gold.append(c.sha)
         elif not text:
@@ -261,8 +289,9 @@ def held_out(repo: Path, n: int) -> tuple[str, list[Query]]:
 
     The cut is the parent of the oldest of them; a query's gold is the set of files the commit
     modified, deleted or renamed away from that exist at the cut (a file renamed after the cut and
-    modified later under its new name counts under its name at the cut). Commits with no gold file
-    (they only add files) or with nothing left of their message are dropped: see ``held_out_full``."""
+    modified later under its new name counts under its name at the cut), less the files nearly every
+    commit before the cut touched. Commits with no gold file (they only add files, or only touch
+    those) or with nothing left of their message are dropped: see ``held_out_full``."""
     h = held_out_full(repo, n)
     return h.cut, h.queries
 
@@ -498,6 +527,44 @@ def evaluate(name: str, rank: Callable[[str], list[str]], queries: Sequence[Quer
 # --------------------------------------------------------------------------- lmm's memory at the cut
 
 
+VECTOR_CACHE_ENV = "LMM_BENCH_VECTORS"
+"""A SQLite file of (model, text hash) → vector that replay stores read from and add to: a benchmark
+run again on the same repository embeds only text it has not seen (the vectors of a text under a
+model never change, so a cached vector is the one the store would compute)."""
+
+
+def _cache_db(path: Path) -> Any:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=60)
+    con.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, hash TEXT NOT NULL, dim INTEGER NOT NULL,"
+                " vec BLOB NOT NULL, PRIMARY KEY (model, hash))")
+    return con
+
+
+def _vectors_from_cache(db: Any, path: Path) -> None:
+    from ..store.db import transaction
+
+    con = _cache_db(path)
+    try:
+        rows = con.execute("SELECT model, hash, dim, vec FROM vectors").fetchall()
+    finally:
+        con.close()
+    with transaction(db):
+        db.executemany("INSERT OR IGNORE INTO vectors (model, hash, dim, vec) VALUES (?, ?, ?, ?)", rows)
+
+
+def _vectors_to_cache(db: Any, path: Path) -> None:
+    con = _cache_db(path)
+    try:
+        with con:
+            con.executemany("INSERT OR IGNORE INTO vectors (model, hash, dim, vec) VALUES (?, ?, ?, ?)",
+                            db.execute("SELECT model, hash, dim, vec FROM vectors"))
+    finally:
+        con.close()
+
+
 class ReplayMemory:
     """lmm's own memory of a repository as it was at a cut: a private store built from the worktree
     checked out there and the history up to it, ranked by the same ``Recaller`` a user's recall
@@ -514,6 +581,7 @@ class ReplayMemory:
         self.progress = progress
         self.tmp: Path | None = None
         self.recaller: Any = None
+        self.ws: Any = None
         self.cache: dict[str, dict[str, dict[str, float]]] = {}
         self.build_seconds = 0.0
 
@@ -533,9 +601,15 @@ class ReplayMemory:
         (ws.dir / "config.toml").write_text('[capture]\nbranches = "head"\n')
         db = ws.create()
         capture_history(ws, db, capture="bench")
+        cache = os.environ.get(VECTOR_CACHE_ENV) if self.embed else None
+        if cache:
+            _vectors_from_cache(db, Path(cache))
         refresh(ws, db, embed=self.embed, progress=self.progress)
+        if cache:
+            _vectors_to_cache(db, Path(cache))
         encoder = stored_encoder(db) if self.embed else None
-        self.recaller = Recaller(db, root, encoder=encoder, weights=self.weights)
+        self.ws = ws  # a real store: a training round can run on it as on a user's
+        self.recaller = Recaller(db, root, encoder=encoder, weights=self.weights, ranker=None)
         self.build_seconds = time.monotonic() - t0
 
     def channels(self, query: str) -> dict[str, dict[str, float]]:

@@ -319,3 +319,24 @@ def m006_activity(db: sqlite3.Connection) -> None:
             n    INTEGER NOT NULL DEFAULT 1      -- edits seen since the row was made
         )""")
     db.execute("CREATE INDEX activity_ts ON activity(ts)")
+
+
+@migration
+def m007_salience(db: sqlite3.Connection) -> None:
+    """Why each episode matters as much as it does: the salience gate's value and its reasons.
+
+    ``episodes.salience`` stays the number the rest of lmm reads (pair weights, recall's fixes
+    prior); this table says how it was reached. ``reasons`` is a JSON list of
+    ``{"factor", "weight", "text"}``; ``surprise`` is the adapter's loss on the episode's pairs
+    relative to the repository's typical loss (NULL until a training round measured it);
+    ``version`` the scorer's version, so a newer scorer rescores what an older one wrote. Rows are
+    filled by ``model.salience.refresh`` after the next capture (this migration scores nothing)."""
+    db.execute("""
+        CREATE TABLE salience (
+            episode_id INTEGER PRIMARY KEY REFERENCES episodes(id) ON DELETE CASCADE,
+            value      REAL NOT NULL,
+            reasons    TEXT NOT NULL DEFAULT '[]',   -- JSON: [{"factor", "weight", "text"}, …]
+            surprise   REAL,                          -- loss ÷ typical loss; NULL: not measured
+            scored_at  REAL NOT NULL,
+            version    INTEGER NOT NULL
+        )""")

@@ -1,0 +1,169 @@
+"""The repository adapter over time: retention across incremental rounds, seconds per round, size.
+
+A clone of a real repository is rewound ``--rounds × --step`` first-parent commits and remembered
+from there (capture, code index, embeddings: the same library calls `lmm init` makes). Then, ten
+times: the branch moves ``--step`` commits forward (as `git pull` would), the new history is captured
+and indexed, and one training round runs (``model.rounds.run_round``, the round `lmm train` and the
+background trainer run: new pairs plus a salience-weighted replay of older ones, gated forward in
+time, promoted or refused).
+
+Measured, beside the base encoder in the same run:
+- **retention**: a fixed set of queries about early history (commits before the first round that
+  fall in the permanent probe bucket, so no round ever trains on them) is scored by the dense
+  channel (Recall@10, Hit@5, MRR) under the active adapter after each round; target: after round
+  10 they keep ≥ 95% of their Recall@10 after round 1. Gold is restricted to files that still exist.
+- **seconds per round** for the ``--step`` new commits (target ≤ 30 s per 100 new episodes on 2
+  cores), with the pairs each round trained on;
+- **size on disk** of each version (target ≤ 5 MB).
+
+    python benchmarks/bench_adapter.py --repo /tmp/starlette [--rounds 10] [--step 100] [--json]
+
+``LMM_BENCH_VECTORS=/path/vectors.db`` reuses vectors embedded by an earlier run (benchmarks only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BENCH_IDENTITY, make_tempdir  # noqa: E402
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def _probe_metrics(db: Any, base: Any, encoder: Any, probes: list[Any]) -> dict[str, float]:
+    """Dense-channel file ranking of the fixed probe queries against the store's documents now."""
+    import numpy as np
+
+    from lmm_cli.model.pairs import _chunk_docs, file_rank
+    from lmm_cli.model.replay import Query, evaluate
+
+    docs, paths = _chunk_docs(db, base.id)
+    have = set(paths)
+    qs = [Query(e.source, e.text, {p for p in e.gold if p in have}) for e in probes]
+    qs = [q for q in qs if q.gold]
+    if not qs:
+        return {"n": 0, "recall": 0.0, "hit5": 0.0, "mrr": 0.0}
+    qv = np.asarray(encoder.encode([q.text for q in qs]), np.float32)
+    ranked = file_rank(docs, paths)(qv, 100)
+    lookup = {q.text: r for q, r in zip(qs, ranked)}
+    row = evaluate("probe", lambda t: lookup[t], qs)
+    return {"n": row.n, "recall": row.recall, "hit5": row.hit5, "mrr": row.mrr}
+
+
+def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
+    os.environ.update(BENCH_IDENTITY)
+    os.environ["LMM_AUTO_TUNE"] = os.environ["LMM_AUTO_TRAIN"] = "0"
+    from lmm_cli.address.build import refresh
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.capture.ingest import capture_history
+    from lmm_cli.model import adapters as versions
+    from lmm_cli.model.pairs import mine
+    from lmm_cli.model.replay import VECTOR_CACHE_ENV, _vectors_from_cache, _vectors_to_cache
+    from lmm_cli.model.rounds import run_round
+    from lmm_cli.repo import discover
+    from lmm_cli.workspace import Workspace
+
+    tmp = make_tempdir("lmm-bench-adapter-")
+    work = tmp / "repo"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(work)], check=True)
+    line = _git(work, "rev-list", "--first-parent", "HEAD").split()
+    if len(line) <= rounds * step + 50:
+        raise SystemExit(f"{repo}: {len(line)} first-parent commits; need more than {rounds * step + 50}")
+    marks = [line[rounds * step - i * step] for i in range(rounds + 1)]  # marks[0]: the start, then forward
+    _git(work, "checkout", "-q", "-B", "lmm-bench", marks[0])
+    ws = Workspace(repo=discover(work), dir=tmp / "store")
+    ws.dir.mkdir()
+    (ws.dir / "config.toml").write_text('[capture]\nbranches = "head"\n')
+    db = ws.create()
+    cache = os.environ.get(VECTOR_CACHE_ENV)
+
+    def capture() -> float:
+        t0 = time.monotonic()
+        capture_history(ws, db, capture="bench")
+        if cache:
+            _vectors_from_cache(db, Path(cache))
+        refresh(ws, db, embed=True)
+        if cache:
+            _vectors_to_cache(db, Path(cache))
+        return time.monotonic() - t0
+
+    say(f"start at {marks[0][:12]} ({rounds * step} first-parent commits before HEAD)")
+    first_capture = capture()
+    base = stored_encoder(db)
+    probes = [e for e in mine(db, base, limit=100000).examples if e.probe][:200]
+    say(f"captured in {first_capture:.0f}s; {len(probes)} probe queries about the history before round 1")
+    out: dict[str, Any] = {"repo": str(repo), "rounds": [], "probes": len(probes), "step": step}
+    for i in range(1, rounds + 1):
+        if i > 1:
+            _git(work, "reset", "-q", "--hard", marks[i - 1])
+            new_episodes = db.execute("SELECT count(*) FROM episodes").fetchone()[0]
+            cap_s = capture()
+            new_episodes = db.execute("SELECT count(*) FROM episodes").fetchone()[0] - new_episodes
+        else:
+            cap_s, new_episodes = first_capture, db.execute("SELECT count(*) FROM episodes").fetchone()[0]
+        t0 = time.monotonic()
+        outcome = run_round(ws, forms=["linear"])
+        round_s = time.monotonic() - t0
+        active = versions.active_version(ws.dir)
+        enc = versions.load_query_encoder(ws.dir, base)
+        row = {
+            "round": i, "head": _git(work, "rev-parse", "--short", "HEAD").strip(), "new_episodes": new_episodes,
+            "capture_s": round(cap_s, 1), "round_s": round(round_s, 1), "status": outcome.get("status"),
+            "reason": outcome.get("reason"), "pairs": outcome.get("counts", {}).get("train", {}).get("linear"),
+            "active": active.name if active else None, "size_bytes": active.size_bytes if active else 0,
+            "probe_base": _probe_metrics(db, base, base, probes),
+            "probe_active": _probe_metrics(db, base, enc, probes),
+            "recent": outcome.get("scores", {}).get("recent"),
+        }
+        out["rounds"].append(row)
+        say(f"round {i}: {row['status']} in {round_s:.1f}s ({row['pairs']} pairs, {new_episodes} new episodes); "
+            f"probe R@10 base {row['probe_base']['recall']:.3f} active {row['probe_active']['recall']:.3f}")
+    db.close()
+    first = out["rounds"][0]["probe_active"]["recall"]
+    last = out["rounds"][-1]["probe_active"]["recall"]
+    out["retention"] = last / first if first else None
+    return out
+
+
+def report(out: dict[str, Any]) -> str:
+    lines = [f"## bench_adapter: {out['repo']} — {len(out['rounds'])} rounds of {out['step']} commits, "
+             f"{out['probes']} probe queries about early history", "",
+             "| round | new episodes | round s | pairs | status | active | size MB | probe R@10 base | probe R@10 active | probe MRR base | probe MRR active |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in out["rounds"]:
+        pb, pa = r["probe_base"], r["probe_active"]
+        lines.append(f"| {r['round']} | {r['new_episodes']} | {r['round_s']:.1f} | {r['pairs']} | {r['status']} | "
+                     f"{r['active'] or 'base'} | {r['size_bytes'] / 1e6:.2f} | {pb['recall']:.3f} | {pa['recall']:.3f} | "
+                     f"{pb['mrr']:.3f} | {pa['mrr']:.3f} |")
+    ret = out["retention"]
+    incr = [r["round_s"] for r in out["rounds"][1:]]
+    lines += ["", "retention (probe Recall@10 after the last round / after round 1): "
+                  + (f"{100 * ret:.1f}% (target ≥ 95%)" if ret is not None else "n/a"),
+              f"incremental rounds: median {sorted(incr)[len(incr) // 2]:.1f}s for {out['step']} new commits "
+              "(target ≤ 30 s per 100 new episodes)" if incr else ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repo", type=Path, required=True, help="a git repository (it is cloned, never modified)")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--step", type=int, default=100, help="first-parent commits between rounds")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out = run(args.repo, args.rounds, args.step, lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(out, indent=2, default=str) if args.json else report(out))
+
+
+if __name__ == "__main__":
+    main()

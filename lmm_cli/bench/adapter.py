@@ -1,0 +1,97 @@
+"""`lmm bench localize --adapter`: the repository adapter, measured forward in time.
+
+At the cut, lmm's replay memory (a real store holding only the history before it) runs one training
+round exactly as a user's store would (``model.rounds.run_round``: pairs mined from that history,
+trained, scored on the round's own recent and older held-out slices, promoted or refused). Then the
+held-out commits after the cut are asked four ways, all from the same store and the same run:
+
+- the dense channel alone, under the base encoder and under each trained candidate (the adapter
+  itself, whether or not the round promoted it);
+- the fused recall under the base encoder (today's fusion) and under each candidate;
+- lmm as it would run: the base, or the candidate the round promoted.
+
+A gain in the candidate rows says the adapter learned something that holds in the future; "as it
+would run" says whether the promotion rule kept it where it helps and out of the way where not.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from ..model.replay import Query, ReplayMemory, Row, evaluate
+
+__all__ = ["adapter_rows", "dense_ranker"]
+
+
+def dense_ranker(memory: ReplayMemory, depth: int = 100) -> Callable[[str], list[str]]:
+    """Query → files by the dense channel alone (a file's best chunk or episode cosine)."""
+    def rank(query: str) -> list[str]:
+        dense = memory.channels(query).get("dense", {})
+        files = memory.recaller.files
+        ranked = sorted((p for p in dense if p in files), key=lambda p: (-dense[p], p))
+        return ranked[:depth]
+    return rank
+
+
+def _with_encoder(memory: ReplayMemory, encoder: Any, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with recall's query encoder swapped (its channel cache kept apart)."""
+    saved_encoder, saved_cache = memory.recaller.encoder, memory.cache
+    memory.recaller.encoder, memory.cache = encoder, {}
+    try:
+        return fn()
+    finally:
+        memory.recaller.encoder, memory.cache = saved_encoder, saved_cache
+
+
+def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dict[str, float],
+                 forms: Sequence[str] = ("linear",), say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train at the cut as a user's store would, then score base and adapted recall on ``queries``."""
+    from ..model import adapters as versions
+    from ..model.rounds import run_round
+
+    say = say or (lambda _m: None)
+    base = memory.recaller.encoder
+    if base is None:
+        return {"error": "the adapter needs the dense channel (run without --no-embed)"}
+    ws = memory.ws
+    t0 = time.monotonic()
+    outcome = run_round(ws, forms=list(forms), say=say)
+    round_s = time.monotonic() - t0
+    say(f"adapter round at the cut: {outcome.get('status', '?')} in {round_s:.1f}s")
+    from ..model.pairs import _chunk_docs, file_rank
+
+    docs, doc_paths = _chunk_docs(memory.recaller.db, base.id)
+    by_chunks = file_rank(docs, doc_paths)
+
+    def chunk_ranker(enc: Any) -> Callable[[str], list[str]]:
+        # The code chunks alone (a file by its best chunk), as the adapter is trained: no commit or note vectors.
+        return lambda text: by_chunks(enc.encode([text]), 100)[0]
+
+    rows: list[Row] = [
+        evaluate("code chunks only, base encoder", chunk_ranker(base), queries),
+        evaluate("dense channel, base encoder", dense_ranker(memory), queries),
+        evaluate("lmm fused, base encoder", memory.ranker(weights), queries),
+    ]
+    from ..embed.adapter import AdaptedEncoder, load_adapter
+
+    candidates = {}
+    for v in versions.list_versions(ws.dir):
+        candidates[v.form] = v  # the newest of each form this round trained
+    for form, v in sorted(candidates.items()):
+        enc = AdaptedEncoder(base, load_adapter(versions.version_dir(ws.dir, v.name), v.form), v.name)
+        dense_name, fused_name = f"dense channel, {form} adapter {v.name}", f"lmm fused, {form} adapter {v.name}"
+        rows.append(evaluate(f"code chunks only, {form} adapter {v.name}", chunk_ranker(enc), queries))
+        rows.append(_with_encoder(memory, enc, partial(evaluate, dense_name, dense_ranker(memory), queries)))
+        rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name, memory.ranker(weights), queries)))
+    active = versions.active_version(ws.dir)
+    live = versions.load_query_encoder(ws.dir, base)
+    label = f"lmm as it would run ({active.form} {active.name} active)" if active else "lmm as it would run (base: none promoted)"
+    rows.append(_with_encoder(memory, live, lambda: evaluate(label, memory.ranker(weights), queries)))
+    return {
+        "round": outcome, "round_s": round_s, "rows": rows,
+        "versions": [{"name": v.name, "form": v.form, "pairs": v.pairs, "size_bytes": v.size_bytes,
+                      "active": v.active, "scores": v.scores} for v in versions.list_versions(ws.dir)],
+    }

@@ -1,0 +1,653 @@
+"""Continual training rounds of the repository's query adapter, gated forward in time.
+
+A round (``run_round``) mines the store's pairs (``pairs``), newest first, and splits their queries:
+
+- a **recent** slice: the newest ~15% (at most ``RECENT_MAX`` queries), never trained on this round —
+  what is new, which a candidate must handle at least as well as the version in use;
+- an **older** probe slice: commits whose sha hashes into the permanent probe bucket (1 in 10),
+  never trained on in any round — what must not be forgotten;
+- the rest is the training pool. Each configured form (linear always; LoRA when asked) trains from
+  the active version of that form (continual) on the pool's pairs that version has not seen, plus
+  a salience-weighted replay sample of those it has.
+
+Base, incumbent (the active version) and every candidate are scored on both slices as a dense-channel
+file ranking (each file scored by its best chunk; ``replay.evaluate``'s metrics). The better candidate
+becomes active only when ``promote.judge`` says so; every candidate is saved as a version either way
+(``adapters.save_version``), with its scores and the verdict, so `lmm adapters` shows refused ones and
+why. The outcome, with its figures, is recorded in ``state`` under ``STATE_KEY``.
+
+One round at a time per store (``CaptureLock(store, "train")``). The round's plan (which queries,
+which slices, which replay sample) is written to ``adapters/.round/plan.json`` and the trainers
+checkpoint there, so a round killed at any point resumes on the next call; activation is an atomic
+switch, so a kill never leaves a broken active adapter. ``round_due`` says when the background
+should run one; ``forget_sources`` drops every version that learned from forgotten episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BadArgument, BadInput
+from ..store.db import transaction
+from ..store.lock import CaptureLock, lock_is_held
+from ..workspace import Workspace
+from . import promote
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..embed.encoder import Encoder
+    from .adapters import Version
+    from .pairs import Example, Mined
+
+__all__ = [
+    "STATE_KEY", "LOCK_NAME", "RECENT_SHARE", "RECENT_MAX", "OLDER_MAX", "MIN_QUERIES", "SALIENT", "TrainBusy",
+    "run_round", "round_due", "forget_sources", "last_round", "training_running", "auto_train_enabled",
+    "parse_forms", "record_failure", "round_dir", "start_training",
+]
+
+STATE_KEY = "adapters.last_round"
+LOCK_NAME = "train"  # train.lock: one round at a time per store
+RECENT_SHARE = 0.15  # the newest share of queries held out as the recent slice …
+RECENT_MAX = 150  # … at most this many
+OLDER_MAX = 300  # probe queries scored as the older slice, newest first
+MIN_QUERIES = 20  # fewer mined queries than this: too little history to train or to judge
+MIN_TRAIN = 8  # training queries a form needs
+SALIENT = 0.5  # an episode at least this salient counts towards `train.min_new_salient`
+PLAN_VERSION = 1
+Stages = Callable[[str, int, int], None]
+
+
+class TrainBusy(BadInput):
+    """Another round holds the store's train lock."""
+
+    def __init__(self) -> None:
+        super().__init__("a training round is already running for this repository; wait for it "
+                         "(`lmm adapters` shows the result) and try again")
+
+
+def round_dir(store_dir: Path) -> Path:
+    from .adapters import adapters_dir
+
+    return adapters_dir(store_dir) / ".round"
+
+
+def training_running(store_dir: Path) -> bool:
+    return lock_is_held(store_dir, LOCK_NAME)
+
+
+def auto_train_enabled(ws: Workspace) -> bool:
+    if os.environ.get("LMM_AUTO_TRAIN", "").strip() == "0":
+        return False
+    try:
+        return ws.config().train.auto_train
+    except Exception:  # noqa: BLE001 - a broken config is reported by the commands that read it
+        return False
+
+
+def parse_forms(forms: str | Sequence[str] | None, default: str = "linear") -> list[str]:
+    """``"linear"``, ``"lora"``, ``"both"`` (or a list of those) → the forms to train, linear first."""
+    if forms is None:
+        forms = default
+    items = [forms] if isinstance(forms, str) else list(forms)
+    out: list[str] = []
+    for f in items:
+        f = f.strip().lower()
+        if f == "both":
+            out += ["linear", "lora"]
+        elif f in ("linear", "lora"):
+            out.append(f)
+        else:
+            raise BadArgument(f"--form: {f!r} is not linear, lora or both")
+    return [f for f in ("linear", "lora") if f in out]
+
+
+# --------------------------------------------------------------------------- state
+
+
+def last_round(db: sqlite3.Connection) -> dict[str, Any] | None:
+    row = db.execute("SELECT value FROM state WHERE key = ?", (STATE_KEY,)).fetchone()
+    if not row:
+        return None
+    try:
+        out = json.loads(row[0])
+    except ValueError:
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def _record(db: sqlite3.Connection, outcome: dict[str, Any]) -> dict[str, Any]:
+    with transaction(db):
+        db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (STATE_KEY, json.dumps(outcome, sort_keys=True, default=str)))
+    return outcome
+
+
+def _max_episode(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT coalesce(max(id), 0) FROM episodes").fetchone()[0])
+
+
+def record_failure(ws: Workspace, reason: str) -> None:
+    """Record a round that crashed, so the next capture does not start another at once."""
+    db = ws.connect()
+    try:
+        _record(db, {"at": time.time(), "status": "failed", "reason": reason, "max_episode": _max_episode(db)})
+    finally:
+        db.close()
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_plan(folder: Path) -> dict[str, Any] | None:
+    try:
+        plan = json.loads((folder / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and plan.get("version") == PLAN_VERSION else None
+
+
+def _sample(examples: Sequence[Example], idx: list[int], k: int, seed: int) -> list[int]:
+    """``k`` of ``idx`` without replacement, each drawn with probability ∝ 0.25 + 1.5 · salience."""
+    import numpy as np
+
+    if k >= len(idx):
+        return list(idx)
+    if k <= 0:
+        return []
+    p = np.asarray([0.25 + 1.5 * min(1.0, max(0.0, examples[i].salience)) for i in idx], np.float64)
+    chosen = np.random.default_rng(seed).choice(len(idx), size=k, replace=False, p=p / p.sum())
+    return sorted(idx[int(c)] for c in chosen)
+
+
+def _split(examples: Sequence[Example]) -> tuple[list[int], list[int], list[int]]:
+    """(recent, older, pool) positions of ``examples`` (newest first)."""
+    n = len(examples)
+    r = min(RECENT_MAX, max(3, int(round(RECENT_SHARE * n))))
+    recent = list(range(min(r, n)))
+    rest = range(len(recent), n)
+    older = [i for i in rest if examples[i].probe][:OLDER_MAX]
+    pool = [i for i in rest if not examples[i].probe]
+    return recent, older, pool
+
+
+def _init_version(store_dir: Path, form: str, active: Version | None) -> Version | None:
+    """Where a form's round starts: the active version when it is of that form, else the newest
+    version of that form that was ever promoted (None: from the base)."""
+    from .adapters import list_versions
+
+    if active is not None and active.form == form:
+        return active
+    for v in reversed(list_versions(store_dir)):
+        if v.form == form and v.extra.get("promoted"):
+            return v
+    return None
+
+
+def _make_plan(ws: Workspace, mined: Mined, forms: list[str], base_id: str, max_episode: int) -> dict[str, Any]:
+    from .adapters import active_version
+
+    ex = mined.examples
+    recent, older, pool = _split(ex)
+    active = active_version(ws.dir)
+    plan: dict[str, Any] = {
+        "version": PLAN_VERSION, "created": time.time(), "base_model": base_id, "forms": forms,
+        "incumbent": active.name if active else None, "max_episode": max_episode,
+        "recent": [ex[i].source for i in recent], "older": [ex[i].source for i in older],
+        "train": {}, "init": {}, "new": {}, "replay": {},
+    }
+    for n, form in enumerate(forms):
+        init = _init_version(ws.dir, form, active)
+        seen = set(init.seen) if init else set()
+        new = [i for i in pool if ex[i].source not in seen]
+        old = [i for i in pool if ex[i].source in seen]
+        replay = _sample(ex, old, min(len(old), max(len(new), len(old) // 2)), seed=int(plan["created"]) + n)
+        plan["train"][form] = [ex[i].source for i in sorted(new + replay)]
+        plan["init"][form] = init.name if init else None
+        plan["new"][form] = len(new)
+        plan["replay"][form] = len(replay)
+    return plan
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class _Scored:
+    recent: dict[str, float]
+    older: dict[str, float] | None
+    loss: float  # weighted mean cross-entropy of the recent slice's pairs
+
+
+def _metrics(rank: Callable[[Any, int], list[list[str]]], qv: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
+    from .replay import Query, evaluate
+
+    if not examples:
+        return {"n": 0, "hit1": 0.0, "hit5": 0.0, "hit10": 0.0, "recall": 0.0, "mrr": 0.0}
+    ranked = rank(qv, 100)
+    lookup = {e.text: r for e, r in zip(examples, ranked)}
+    row = evaluate("dense", lambda text: lookup[text], [Query(e.source, e.text, set(e.gold)) for e in examples])
+    return {"n": row.n, "hit1": round(row.hit1, 4), "hit5": round(row.hit5, 4), "hit10": round(row.hit10, 4),
+            "recall": round(row.recall, 4), "mrr": round(row.mrr, 4)}
+
+
+class _Scorer:
+    """Scores query encoders (base, a version, a fresh result) on the round's two slices."""
+
+    def __init__(self, mined: Mined, base: Encoder, recent: list[int], older: list[int], tau: float) -> None:
+        from .pairs import file_rank
+
+        self.m, self.base, self.tau = mined, base, tau
+        self.recent, self.older = recent, older
+        self.rank = file_rank(mined.docs, mined.doc_paths)
+
+    def vectors(self, adapter: Any, idx: list[int]) -> np.ndarray:
+        """Adapted query vectors of the examples at ``idx`` (None: the base)."""
+        import numpy as np
+
+        from ..embed.adapter import AdaptedEncoder, LinearAdapter
+
+        q = self.m.q[idx] if idx else np.zeros((0, self.m.q.shape[1]), np.float32)
+        if adapter is None or not idx:
+            return np.asarray(q, np.float32)
+        if isinstance(adapter, LinearAdapter):
+            return adapter.apply(q)
+        enc = AdaptedEncoder(self.base, adapter, "candidate")
+        return np.asarray(enc.encode([self.m.examples[i].text for i in idx]), np.float32)
+
+    def loss(self, qv: np.ndarray, idx: list[int]) -> float:
+        import numpy as np
+
+        from .pairs import weights_for
+        from .trainer import pair_losses
+
+        rows = [(k, t) for k, i in enumerate(idx) for t in self.m.examples[i].targets]
+        if not rows:
+            return float("nan")
+        losses = pair_losses(None, qv[[k for k, _ in rows]], np.asarray([t for _, t in rows]), self.m.docs, self.tau)
+        w = weights_for([self.m.examples[idx[k]].salience for k, _ in rows])
+        return round(float((losses * w).sum() / max(1e-12, float(w.sum()))), 5)
+
+    def score(self, adapter: Any) -> _Scored:
+        ex = self.m.examples
+        qr = self.vectors(adapter, self.recent)
+        recent = _metrics(self.rank, qr, [ex[i] for i in self.recent])
+        older = None
+        if self.older:
+            older = _metrics(self.rank, self.vectors(adapter, self.older), [ex[i] for i in self.older])
+        return _Scored(recent, older, self.loss(qr, self.recent))
+
+
+def _load_adapter(store_dir: Path, version: Version | None) -> Any:
+    from ..embed.adapter import load_adapter
+    from .adapters import version_dir
+
+    if version is None:
+        return None
+    return load_adapter(version_dir(store_dir, version.name), version.form)
+
+
+def _base_folder(base: Encoder) -> Path:
+    folder = getattr(base, "folder", None) or getattr(getattr(base, "_source", None), "folder", None)
+    if folder is None:
+        raise BadInput("the LoRA form needs the encoder's model files on disk (models.encoder in the config); "
+                       "use --form linear")
+    return Path(folder)
+
+
+# --------------------------------------------------------------------------- the round
+
+
+def _say_none(_m: str) -> None:
+    return None
+
+
+def run_round(ws: Workspace, *, forms: str | Sequence[str] | None = None, accelerate: bool = False,
+              progress: Stages | None = None, say: Callable[[str], None] | None = None, foreground: bool = False,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One continual training round (see the module's doc); returns the recorded outcome.
+
+    ``forms``: "linear", "lora", "both" (default: ``train.forms`` in the config). ``progress(stage,
+    done, total)`` reports long work; ``say`` one-line notes. ``overrides``: training settings
+    (``trainer.TrainConfig`` fields) for this round. Raises ``TrainBusy`` when a round is running."""
+    lock = CaptureLock(ws.dir, LOCK_NAME)
+    if not lock.acquire():
+        raise TrainBusy()
+    try:
+        db = ws.connect()
+        try:
+            return _round(ws, db, forms=forms, accelerate=accelerate, progress=progress, say=say or _say_none,
+                          foreground=foreground, overrides=overrides or {})
+        finally:
+            db.close()
+    finally:
+        lock.release()
+
+
+def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] | None, accelerate: bool,
+           progress: Stages | None, say: Callable[[str], None], foreground: bool,
+           overrides: dict[str, Any]) -> dict[str, Any]:
+    from ..address.dense import stored_encoder
+    from .pairs import NoEmbeddings, mine
+    from .trainer import TrainConfig
+
+    t0 = time.monotonic()
+    config = ws.config()
+    settings = config.train
+    wanted = parse_forms(forms, settings.forms)
+    folder = round_dir(ws.dir)
+    head: dict[str, Any] = {"at": time.time(), "forms": wanted, "max_episode": _max_episode(db),
+                            "foreground": foreground}
+    base = stored_encoder(db, config.models.encoder)
+    if base is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "no-embeddings",
+                            "reason": "the store has no embeddings yet (run `lmm ingest`, or wait for the background one)"})
+
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return (lambda d, t: progress(name, d, t)) if progress is not None else None
+
+    plan = _read_plan(folder)
+    if plan is not None and (plan.get("base_model") != base.id or plan.get("forms") != wanted):
+        say("a different round was left unfinished; starting afresh")
+        shutil.rmtree(folder, ignore_errors=True)
+        plan = None
+    try:
+        mined = mine(db, base, limit=settings.max_pairs, progress=stage("encoding queries"))
+    except NoEmbeddings as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "no-embeddings", "reason": str(e)})
+    pos = mined.index()
+    if plan is not None:
+        planned = set(plan["recent"]) | set(plan["older"]) | {s for v in plan["train"].values() for s in v}
+        if not planned <= set(pos):  # forgotten (or changed) since: the checkpoints may hold it
+            say("the store changed under the unfinished round; starting afresh")
+            shutil.rmtree(folder, ignore_errors=True)
+            plan = None
+        else:
+            say(f"resuming the round planned {time.strftime('%Y-%m-%d %H:%M', time.localtime(plan['created']))}")
+    resumed = plan is not None
+    if plan is None:
+        if len(mined.examples) < MIN_QUERIES:
+            return _record(db, {**head, "status": "too-short", "queries": len(mined.examples),
+                                "reason": f"{len(mined.examples)} usable queries in the history; "
+                                          f"at least {MIN_QUERIES} are needed"})
+        plan = _make_plan(ws, mined, wanted, base.id, head["max_episode"])
+        _write_json(folder / "plan.json", plan)
+    head["max_episode"] = plan["max_episode"]
+    recent = [pos[s] for s in plan["recent"]]
+    older = [pos[s] for s in plan["older"]]
+    trainable = [f for f in wanted if len(plan["train"][f]) >= MIN_TRAIN]
+    counts = {"queries": len(mined.examples), "pairs": mined.pairs(), "recent": len(recent), "older": len(older),
+              "train": {f: mined.pairs(pos[s] for s in plan["train"][f]) for f in wanted},
+              "new": plan["new"], "replay": plan["replay"]}
+    if not trainable:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "too-short", "counts": counts,
+                            "reason": "too few training queries outside the held-out slices"})
+    if not any(plan["new"][f] for f in trainable) and not foreground:
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "nothing-new", "counts": counts,
+                            "reason": "no pairs the active version has not trained on"})
+
+    from .adapters import active_version, list_versions
+
+    by_name = {v.name: v for v in list_versions(ws.dir)}
+    incumbent = by_name.get(plan["incumbent"]) if plan["incumbent"] else None
+    if plan["incumbent"] and incumbent is None:
+        incumbent = active_version(ws.dir)
+    cfg_base = {"threads": settings.threads, **overrides}
+    tau = TrainConfig(**{k: v for k, v in cfg_base.items() if k in TrainConfig.__dataclass_fields__}).tau
+    scorer = _Scorer(mined, base, recent, older, tau)
+    results: dict[str, Any] = {}
+    for form in trainable:
+        init = by_name.get(plan["init"][form]) if plan["init"][form] else None
+        ts = mined.trainset([pos[s] for s in plan["train"][form]])
+        cfg = TrainConfig.from_dict({**cfg_base, "form": form})
+        if "batch" not in overrides:  # a small history still gets several steps an epoch
+            cfg.batch = min(cfg.batch, max(16, len(ts) // 8))
+        say(f"training {form}: {len(ts)} pairs ({plan['new'][form]} new queries, {plan['replay'][form]} replayed)"
+            + (f" from {init.name}" if init else " from the base"))
+        ckpt = folder / f"{form}.ckpt"
+        if form == "linear":
+            from .trainer import train_linear
+
+            w0 = _load_adapter(ws.dir, init).W if init is not None else None
+            results[form] = train_linear(ts, mined.docs, cfg, init=w0, checkpoint=ckpt,
+                                         progress=stage(f"training {form}"), accelerate=accelerate)
+        else:
+            from .adapters import version_dir
+            from .trainer import train_lora
+
+            results[form] = train_lora(ts, mined.docs, _base_folder(base), cfg,
+                                       init=version_dir(ws.dir, init.name) if init else None, checkpoint=ckpt,
+                                       progress=stage(f"training {form}"), accelerate=accelerate)
+
+    say("scoring on held-out history")
+    base_s = scorer.score(None)
+    inc_s = scorer.score(_load_adapter(ws.dir, incumbent)) if incumbent is not None else base_s
+    cand_s = {f: scorer.score(r.adapter()) for f, r in results.items()}
+    best = max(cand_s, key=lambda f: (promote.score(cand_s[f].recent), -trainable.index(f)))
+    b = cand_s[best]
+    verdict = promote.judge(inc_s.recent, b.recent, older_incumbent=inc_s.older, older_candidate=b.older)
+
+    gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
+    if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "aborted", "counts": counts,
+                            "reason": f"{len(gone)} episodes were forgotten during the round; it starts again"})
+
+    saved: dict[str, str] = {}
+    for form in trainable:
+        cs = cand_s[form]
+        promoted = form == best and verdict.promote
+        why = verdict.reason if form == best else (
+            f"the {best} candidate did better on recent history "
+            f"({promote.score(b.recent):.3f} > {promote.score(cs.recent):.3f})")
+        init = by_name.get(plan["init"][form]) if plan["init"][form] else None
+        train_ex = [mined.examples[pos[s]] for s in plan["train"][form]]
+        meta = {
+            "base_model": base.id, "parent": init.name if init else None,
+            "parent_seen": list(init.seen) if init else [],
+            "seen": [e.source for e in train_ex], "pairs": counts["train"][form],
+            "config": results[form].config,
+            "window": {"queries": len(train_ex), "new": plan["new"][form], "replay": plan["replay"][form],
+                       "from_ts": min(e.ts for e in train_ex), "to_ts": max(e.ts for e in train_ex),
+                       "episodes": [min((e.episode_id for e in train_ex if e.episode_id), default=None),
+                                    max((e.episode_id for e in train_ex if e.episode_id), default=None)],
+                       "recent_queries": len(recent), "older_queries": len(older)},
+            "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent, "candidate": cs.recent},
+                       "older": {"base": base_s.older, "incumbent": inc_s.older, "candidate": cs.older},
+                       "loss": {"base": base_s.loss, "incumbent": inc_s.loss, "candidate": cs.loss}},
+            "promoted": promoted, "verdict": why, "incumbent": incumbent.name if incumbent else None,
+            "round": plan["created"],
+        }
+        from .adapters import save_version
+
+        done = plan.setdefault("saved", {}).get(form)
+        if done and done in {v.name for v in list_versions(ws.dir)}:
+            saved[form] = done  # saved before a kill: not twice
+            continue
+        saved[form] = save_version(ws.dir, results[form], meta, keep=settings.keep).name
+        plan["saved"][form] = saved[form]
+        _write_json(folder / "plan.json", plan)
+    from .adapters import activate, drop
+
+    if _forgotten(db, [s for f in trainable for s in plan["train"][f]]):  # a forget raced the saves
+        drop(ws.dir, list(saved.values()))
+        shutil.rmtree(folder, ignore_errors=True)
+        return _record(db, {**head, "status": "aborted", "counts": counts,
+                            "reason": "episodes were forgotten during the round; it starts again"})
+    if verdict.promote:
+        try:
+            activate(ws.dir, saved[best])
+        except BadArgument:  # dropped by a forget that came after the check above
+            shutil.rmtree(folder, ignore_errors=True)
+            return _record(db, {**head, "status": "aborted", "counts": counts,
+                                "reason": "episodes were forgotten during the round; it starts again"})
+        say(f"{saved[best]} ({best}) is active: {verdict.reason}")
+    else:
+        say(f"kept {incumbent.name if incumbent else 'the base model'}: the candidate is {verdict.reason}")
+    active = active_version(ws.dir)
+    _surprise(db, mined, _load_adapter(ws.dir, active), tau)
+    outcome = {
+        **head, "status": "promoted" if verdict.promote else "refused", "reason": verdict.reason,
+        "resumed": resumed, "seconds": round(time.monotonic() - t0, 2), "counts": counts,
+        "incumbent": incumbent.name if incumbent else None, "best": best, "candidates": saved,
+        "active": active.name if active else None,
+        "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent,
+                              **{f: s.recent for f, s in cand_s.items()}},
+                   "older": {"base": base_s.older, "incumbent": inc_s.older,
+                             **{f: s.older for f, s in cand_s.items()}},
+                   "loss": {"base": base_s.loss, "incumbent": inc_s.loss, **{f: s.loss for f, s in cand_s.items()}}},
+        "train": {f: {"train_loss": r.train_loss, "val_loss": r.val_loss, "base_val_loss": r.base_val_loss,
+                      "steps": r.steps, "seconds": round(r.seconds, 2), "stopped": r.stopped,
+                      "resumed_from": r.resumed_from} for f, r in results.items()},
+    }
+    _record(db, outcome)
+    shutil.rmtree(folder, ignore_errors=True)
+    return outcome
+
+
+def _forgotten(db: sqlite3.Connection, sources: Sequence[str]) -> list[str]:
+    """The provenance ids among ``sources`` whose episode is gone from the store."""
+    ids = {int(s[3:]) for s in sources if s.startswith("ep:")}
+    have: set[int] = set()
+    keys = sorted(ids)
+    for i in range(0, len(keys), 500):
+        part = keys[i:i + 500]
+        have.update(r[0] for r in db.execute(f"SELECT id FROM episodes WHERE id IN ({','.join('?' * len(part))})", part))
+    return [f"ep:{i}" for i in sorted(ids - have)]
+
+
+def _surprise(db: sqlite3.Connection, mined: Mined, adapter: Any, tau: float) -> None:
+    """Hand each episode's loss under the active adapter to the salience gate (when it is there).
+    Never raises: salience is a refinement."""
+    try:
+        import numpy as np
+
+        from ..embed.adapter import LinearAdapter
+        from . import salience
+        from .trainer import pair_losses
+
+        if adapter is not None and not isinstance(adapter, LinearAdapter):
+            return  # a LoRA version would need every query re-encoded: left to its next linear round
+        rows = [(k, t) for k, e in enumerate(mined.examples) if e.episode_id is not None for t in e.targets]
+        if not rows:
+            return
+        losses = pair_losses(adapter, mined.q[[k for k, _ in rows]], np.asarray([t for _, t in rows]), mined.docs, tau)
+        per: dict[int, list[float]] = {}
+        for (k, _), v in zip(rows, losses):
+            eid = mined.examples[k].episode_id
+            assert eid is not None
+            per.setdefault(eid, []).append(float(v))
+        salience.record_surprise(db, {eid: sum(v) / len(v) for eid, v in per.items()})
+    except Exception:  # noqa: BLE001
+        return
+
+
+# --------------------------------------------------------------------------- when to train
+
+
+def round_due(ws: Workspace, db: sqlite3.Connection) -> bool:
+    """Whether an automatic round should start now: enabled, none running, embeddings present, and
+    either a killed round to finish, ``train.min_new_salient`` new salient episodes since the last
+    round, or the repository idle for ``train.idle_minutes`` with anything new."""
+    if not auto_train_enabled(ws) or training_running(ws.dir):
+        return False
+    if (round_dir(ws.dir) / "plan.json").is_file():
+        return True
+    if db.execute("SELECT 1 FROM vectors LIMIT 1").fetchone() is None:
+        return False
+    settings = ws.config().train
+    last = last_round(db) or {}
+    upto = int(last.get("max_episode") or 0)
+    kinds = "kind IN ('commit', 'note', 'session') AND valid_to IS NULL"
+    salient = db.execute(f"SELECT count(*) FROM episodes WHERE id > ? AND {kinds} AND salience >= ?",
+                         (upto, SALIENT)).fetchone()[0]
+    if salient >= settings.min_new_salient:
+        return True
+    if settings.idle_minutes <= 0:
+        return False
+    new = db.execute(f"SELECT count(*) FROM episodes WHERE id > ? AND {kinds}", (upto,)).fetchone()[0]
+    new += db.execute("SELECT count(*) FROM feedback WHERE useful = 1 AND ts > ?",
+                      (float(last.get("at") or 0),)).fetchone()[0]
+    if not new:
+        return False
+    newest = db.execute("SELECT max(captured_at) FROM episodes").fetchone()[0] or 0.0
+    return time.time() - float(newest) >= settings.idle_minutes * 60
+
+
+def start_training(ws: Workspace) -> int | None:
+    """Start ``jobs.train`` detached (new session, stdio to /dev/null); its pid, or None."""
+    import subprocess
+    import sys
+
+    try:
+        ws.logs.mkdir(exist_ok=True)
+        p = subprocess.Popen([sys.executable, "-m", "lmm_cli.jobs.train", str(ws.dir)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True, cwd=str(ws.dir))
+    except OSError:
+        return None
+    return p.pid
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def forget_sources(ws: Workspace, sources: list[str], *, foreground: bool = False,
+                   say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Drop every version whose ``seen`` holds any of ``sources`` (provenance ids), make the newest
+    remaining version that was ever promoted active (or the base) when the active one is dropped, and
+    start a retrain from it: in this process with ``foreground``, else detached (when automatic
+    training is on). An unfinished round that planned to train on them is discarded."""
+    from .adapters import activate, active_version, drop, list_versions
+
+    gone = set(sources)
+    out: dict[str, Any] = {"dropped": [], "active": None, "retrain": None}
+    plan = _read_plan(round_dir(ws.dir))
+    if plan is not None and gone & ({s for v in plan.get("train", {}).values() for s in v}
+                                    | set(plan.get("recent", [])) | set(plan.get("older", []))):
+        shutil.rmtree(round_dir(ws.dir), ignore_errors=True)
+    versions = list_versions(ws.dir)
+    dropped = [v.name for v in versions if gone & set(v.seen)]
+    active = active_version(ws.dir)
+    if not dropped:
+        out["active"] = active.name if active else None
+        return out
+    if active is not None and active.name in dropped:
+        clean = [v for v in versions if v.name not in dropped and v.extra.get("promoted")]
+        activate(ws.dir, clean[-1].name if clean else None)
+    drop(ws.dir, dropped)
+    now = active_version(ws.dir)
+    out.update(dropped=dropped, active=now.name if now else None)
+    if foreground:
+        try:
+            res = run_round(ws, say=say, foreground=True)
+            out["retrain"] = {"status": res["status"], "active": res.get("active")}
+        except TrainBusy:
+            out["retrain"] = "busy"
+    elif auto_train_enabled(ws) and not training_running(ws.dir):
+        out["retrain"] = "started" if start_training(ws) else None
+    else:
+        out["retrain"] = "off" if not auto_train_enabled(ws) else "running"
+    return out

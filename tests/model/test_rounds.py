@@ -1,0 +1,194 @@
+"""Training rounds on a small real repository (a tiny encoder built in the test): a round lowers the
+held-out loss and is promoted; the next one continues from it with a replay of older pairs; a
+regressing candidate is saved but not promoted; held-out queries are never trained on; a round is
+due only when it should be; a store with too little history records why nothing was trained."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tiny_encoder import adapter_template, copy_template, use_encoder
+
+from conftest import commit_file, lmm, make_repo
+
+np = pytest.importorskip("numpy")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return adapter_template(tmp_path_factory.getbasetemp() / "adapter-template")
+
+
+@pytest.fixture
+def ws(template: dict[str, Path], tmp_path: Path) -> Any:
+    from lmm_cli.workspace import open_workspace
+
+    return open_workspace(copy_template(template, tmp_path / "repo"))
+
+
+def _state(ws: Any) -> dict[str, Any]:
+    db = ws.connect()
+    try:
+        return json.loads(db.execute("SELECT value FROM state WHERE key = 'adapters.last_round'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_round_lowers_held_out_loss_and_is_promoted(ws: Any) -> None:
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.model.adapters import active_version, list_versions, load_query_encoder
+    from lmm_cli.model.pairs import is_probe
+    from lmm_cli.model.rounds import round_dir, run_round
+
+    said: list[str] = []
+    out = run_round(ws, say=said.append)
+    assert out["status"] == "promoted", out
+    sc = out["scores"]
+    assert sc["loss"]["linear"] < sc["loss"]["base"]  # held-out loss of the recent slice falls
+    assert sc["recent"]["linear"]["hit5"] >= sc["recent"]["base"]["hit5"]
+    assert out["counts"]["recent"] >= 10 and out["counts"]["older"] >= 3
+    assert any("training linear" in m for m in said)
+    v = active_version(ws.dir)
+    assert v is not None and v.name == out["active"] == "v0001" and v.form == "linear" and v.parent is None
+    assert v.scores["recent"]["candidate"] == sc["recent"]["linear"] and v.extra["promoted"] is True
+    assert [x.name for x in list_versions(ws.dir)] == ["v0001"]
+    assert _state(ws)["status"] == "promoted"
+    assert not round_dir(ws.dir).exists()  # a finished round leaves no plan behind
+    # held-out queries were not trained on: neither the recent slice nor any probe commit
+    db = ws.connect()
+    try:
+        shas = dict(db.execute("SELECT 'ep:' || id, source FROM episodes WHERE kind = 'commit'").fetchall())
+        base = stored_encoder(db, ws.config().models.encoder)
+    finally:
+        db.close()
+    assert not any(is_probe(shas[s]) for s in v.seen if s in shas)
+    assert v.window["queries"] == len(v.seen) and v.pairs == out["counts"]["train"]["linear"]
+    # recall now asks through it
+    enc = load_query_encoder(ws.dir, base)
+    assert getattr(enc, "adapter_version", None) == "v0001"
+    q = enc.encode(["retry the upload when the token expired"])
+    assert q.shape == (1, base.dim) and abs(float(np.linalg.norm(q)) - 1) < 1e-5
+    assert not np.allclose(q, base.encode(["retry the upload when the token expired"]))
+
+
+def test_the_next_round_continues_from_the_active_version_with_a_replay(ws: Any) -> None:
+    from lmm_cli.model.adapters import list_versions
+    from lmm_cli.model.rounds import run_round
+
+    first = run_round(ws)
+    assert first["status"] == "promoted"
+    for i in range(6):
+        commit_file(ws.repo.root, f"src/billing/ledger{i}.py", f"def post_ledger_entry_{i}(amount):\n    return amount\n",
+                    f"Post ledger entries for invoice batch {i}")
+    lmm("ingest", "--repo", str(ws.repo.root), embed=True)
+    second = run_round(ws)
+    assert second["status"] in ("promoted", "refused")
+    assert second["incumbent"] == "v0001"
+    assert second["counts"]["new"]["linear"] > 0 and second["counts"]["replay"]["linear"] > 0
+    v1, v2 = list_versions(ws.dir)
+    assert v2.parent == "v0001" and set(v1.seen) <= set(v2.seen)  # it knows every pair its weights descend from
+    assert v2.scores["recent"]["incumbent"] == second["scores"]["recent"]["incumbent"]
+
+
+def test_a_regressing_candidate_is_saved_but_not_promoted(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmm_cli import core
+    from lmm_cli.model import promote, trainer
+    from lmm_cli.model.adapters import active_version, list_versions
+    from lmm_cli.model.rounds import run_round
+
+    assert run_round(ws)["status"] == "promoted"
+    real = trainer.train_linear
+
+    def inverted(ts: Any, docs: Any, cfg: Any, **kw: Any) -> Any:
+        """A hand-made bad candidate: trained as usual, then its map turned around (q' = -q), so it
+        ranks every query's files last."""
+        res = real(ts, docs, cfg, **kw)
+        res.tensors["W"] = -2 * np.eye(docs.shape[1], dtype=np.float32)
+        return res
+
+    monkeypatch.setattr(trainer, "train_linear", inverted)
+    bad = run_round(ws, foreground=True)
+    sc = bad["scores"]["recent"]
+    assert promote.score(sc["linear"]) < promote.score(sc["incumbent"])
+    assert bad["status"] == "refused" and "worse" in bad["reason"]
+    assert active_version(ws.dir).name == "v0001"  # type: ignore[union-attr]
+    v2 = list_versions(ws.dir)[-1]
+    assert v2.name == "v0002" and not v2.active and v2.extra["promoted"] is False and "worse" in v2.extra["verdict"]
+    listed = core.adapters(ws)
+    assert listed["active"] == "v0001"
+    assert [(v["name"], v["promoted"]) for v in listed["versions"]] == [("v0001", True), ("v0002", False)]
+
+
+def test_a_round_is_due_only_when_it_should_be(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmm_cli.model.rounds import round_dir, round_due, run_round
+
+    monkeypatch.setenv("LMM_AUTO_TRAIN", "1")
+    cfg = ws.config_path.read_text()
+    ws.config_path.write_text(cfg + "\n[train]\nmin_new_salient = 5\nidle_minutes = 0\n")
+    db = ws.connect()
+    try:
+        assert round_due(ws, db)  # a first round: enough salient history
+        monkeypatch.setenv("LMM_AUTO_TRAIN", "0")
+        assert not round_due(ws, db)
+        monkeypatch.setenv("LMM_AUTO_TRAIN", "1")
+        run_round(ws)
+        assert not round_due(ws, db)  # nothing new since
+        round_dir(ws.dir).mkdir(parents=True)
+        (round_dir(ws.dir) / "plan.json").write_text("{}")
+        assert round_due(ws, db)  # a killed round to finish
+    finally:
+        db.close()
+
+
+def test_too_little_history_records_why_nothing_was_trained(template: dict[str, Path], tmp_path: Path) -> None:
+    from lmm_cli.model.adapters import list_versions
+    from lmm_cli.model.rounds import run_round
+    from lmm_cli.workspace import open_workspace
+
+    repo = make_repo(tmp_path / "small", commits=5)
+    out = json.loads(lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed", "--json").stdout)
+    ws = open_workspace(repo)
+    assert run_round(ws)["status"] == "no-embeddings"
+    use_encoder(Path(out["store"]), template["model"])
+    lmm("ingest", "--repo", str(repo), embed=True, env={"LMM_AUTO_EMBED": "0"})
+    res = run_round(ws)
+    assert res["status"] == "too-short" and "at least" in res["reason"]
+    assert list_versions(ws.dir) == [] and _state(ws)["status"] == "too-short"
+    assert os.environ.get("LMM_AUTO_TRAIN") == "0"  # the suite never trains in the background
+
+
+def test_a_capture_starts_a_background_round_when_one_is_due(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from lmm_cli import core
+    from lmm_cli.model.adapters import active_version
+    from lmm_cli.model.rounds import training_running
+
+    monkeypatch.setenv("LMM_AUTO_TRAIN", "1")
+    ws.config_path.write_text(ws.config_path.read_text() + "\n[train]\nmin_new_salient = 5\n")
+    db = ws.connect()
+    try:
+        core.after_capture(ws, db, new_commits=0)  # what the hook-woken drainer runs after each capture
+    finally:
+        db.close()
+    deadline = time.monotonic() + 300
+    while True:
+        db = ws.connect()
+        try:
+            row = db.execute("SELECT value FROM state WHERE key = 'adapters.last_round'").fetchone()
+        finally:
+            db.close()
+        if row is not None and not training_running(ws.dir):
+            break
+        assert time.monotonic() < deadline, "no background round finished"
+        time.sleep(0.5)
+    assert json.loads(row[0])["status"] == "promoted"
+    assert active_version(ws.dir) is not None
+    log = (ws.dir / "logs" / "train.log").read_text()
+    assert " start" in log and "end promoted" in log
