@@ -130,7 +130,7 @@ def test_forget_drops_every_version_that_learned_from_a_note(repo: Path) -> None
     assert isinstance(note, dict)
     time.sleep(1.1)  # commit dates have whole seconds: the commits below must all be newer than the note
     for i in range(60):  # history moves on: the note leaves the held-out recent slice (the newest 15%)
-        commit_file(repo, f"src/work/step{i}.py", f"def work_step_{i}():\n    return {i}\n", f"Work step {i} of the import")
+        commit_file(repo, f"src/steps/step{i}.py", f"def work_step_{i}():\n    return {i}\n", f"Work step {i} of the import")
     lmm("ingest", "--repo", r, embed=True)
     after = lmm_json("train", "--repo", r)
     assert isinstance(after, dict)
