@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadArgument
+from ..store.files import fsync_dir, write_synced
 
 if TYPE_CHECKING:
     from ..embed.encoder import Encoder
@@ -85,19 +86,6 @@ def version_dir(store_dir: Path, name: str) -> Path:
 # -- small atomic helpers ------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")  # per process: a CLI rollback may race a round
     with open(tmp, "wb") as f:
@@ -105,14 +93,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    fsync_dir(path.parent)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -225,10 +206,10 @@ def save_version(store_dir: Path, result: TrainResult, meta: dict[str, Any], *, 
     form = result.form
     if form == "linear":
         data = _save_bytes({"W": np.ascontiguousarray(result.tensors["W"], dtype=np.float32)}, {"form": "linear"})
-        _write_synced(tmp / "adapter.safetensors", data)
+        write_synced(tmp / "adapter.safetensors", data)
     elif form == "lora":
         for fname, blob in result.files.items():
-            _write_synced(tmp / fname, blob)
+            write_synced(tmp / fname, blob)
         if not (tmp / "adapter_model.safetensors").is_file():  # a result without peft's files: its tensors
             save_file({k: np.ascontiguousarray(v) for k, v in result.tensors.items()}, str(tmp / "adapter_model.safetensors"))
     else:
@@ -257,10 +238,10 @@ def save_version(store_dir: Path, result: TrainResult, meta: dict[str, Any], *, 
     record["size_bytes"] = size + len(meta_bytes)
     meta_bytes = json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode()
     record["size_bytes"] = size + len(meta_bytes)  # one more pass: the number's own digits
-    _write_synced(tmp / "meta.json", json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode())
-    _fsync_dir(tmp)
+    write_synced(tmp / "meta.json", json.dumps(record, indent=1, sort_keys=True, default=_json_default).encode())
+    fsync_dir(tmp)
     os.rename(tmp, root / name)
-    _fsync_dir(root)
+    fsync_dir(root)
     _write_atomic(root / "LAST", f"{number}\n".encode())
     _prune(store_dir, keep)
     return _get(store_dir, name)
@@ -303,7 +284,7 @@ def _remove(store_dir: Path, names: list[str]) -> None:
         except OSError:
             continue
         shutil.rmtree(gone, ignore_errors=True)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def _history(store_dir: Path) -> list[str]:

@@ -29,6 +29,7 @@ from ..address.recall import CHANNELS, DEFAULT_WEIGHTS, Recaller, save_weights
 from ..errors import BadInput
 from ..store.db import transaction
 from ..store.lock import CaptureLock, lock_is_held
+from ..store.state import read_json
 from ..workspace import Workspace
 from . import promote
 
@@ -106,14 +107,7 @@ def tuning_running(store_dir: Any) -> bool:
 
 
 def last_tuning(db: sqlite3.Connection) -> dict[str, Any] | None:
-    row = db.execute("SELECT value FROM state WHERE key = ?", (STATE_KEY,)).fetchone()
-    if not row:
-        return None
-    try:
-        out = json.loads(row[0])
-    except ValueError:
-        return None
-    return out if isinstance(out, dict) else None
+    return read_json(db, STATE_KEY)
 
 
 _KEEP: dict[str, float] = {}  # record(): leave the weights in use as they are

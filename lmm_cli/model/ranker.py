@@ -49,6 +49,8 @@ from ..address.rerank import (
     load_ranker,
 )
 from ..store.db import transaction
+from ..store.files import fsync_dir, write_synced
+from ..store.state import read_json
 from . import promote
 
 __all__ = ["PARAMS", "ROUNDS", "MIN_QUERIES", "STATE_KEY", "Fitted", "stats_of", "training_set", "fit",
@@ -175,31 +177,11 @@ def trial(system: Any, early: Sequence[Any], late: Sequence[Any], weights: dict[
 # --------------------------------------------------------------------------- on disk
 
 
-def _fsync_write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _set_active(base: Path, name: str) -> None:
     tmp = base / "ACTIVE.tmp"
-    _fsync_write(tmp, name + "\n")
+    write_synced(tmp, (name + "\n").encode())
     os.replace(tmp, base / "ACTIVE")
-    _fsync_dir(base)
+    fsync_dir(base)
 
 
 def _versions(base: Path) -> list[tuple[int, Path]]:
@@ -235,11 +217,11 @@ def save(store_dir: Path, fitted: Fitted, meta: dict[str, Any]) -> Path:
     full = {"format": "lmm-ranker", "feature_version": FEATURE_VERSION, "features": list(FEATURES),
             "created": time.time(), "trees": fitted.trees, "fit_queries": fitted.queries, "rows": fitted.rows,
             "params": PARAMS, "rounds": fitted.trees, **meta}
-    _fsync_write(tmp / "model.txt", fitted.text)
-    _fsync_write(tmp / "meta.json", json.dumps(full, indent=1, sort_keys=True, default=str))
-    _fsync_dir(tmp)
+    write_synced(tmp / "model.txt", fitted.text.encode())
+    write_synced(tmp / "meta.json", json.dumps(full, indent=1, sort_keys=True, default=str).encode())
+    fsync_dir(tmp)
     os.rename(tmp, base / name)
-    _fsync_dir(base)
+    fsync_dir(base)
     _set_active(base, name)
     _prune(base, name)
     return base / name
@@ -262,14 +244,7 @@ def record(db: sqlite3.Connection, outcome: dict[str, Any]) -> None:
 
 def last_ranker(db: sqlite3.Connection) -> dict[str, Any] | None:
     """The recorded outcome of the latest ranker fit, or None."""
-    row = db.execute("SELECT value FROM state WHERE key = ?", (STATE_KEY,)).fetchone()
-    if not row:
-        return None
-    try:
-        out = json.loads(row[0])
-    except ValueError:
-        return None
-    return out if isinstance(out, dict) else None
+    return read_json(db, STATE_KEY)
 
 
 def in_use(store_dir: Path) -> dict[str, Any] | None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BadArgument, BadInput
 from ..store.db import transaction
 from ..store.lock import CaptureLock, lock_is_held
+from ..store.state import read_json
 from ..workspace import Workspace
 from . import promote
 
@@ -114,14 +115,7 @@ def parse_forms(forms: str | Sequence[str] | None, default: str = "linear") -> l
 
 
 def last_round(db: sqlite3.Connection) -> dict[str, Any] | None:
-    row = db.execute("SELECT value FROM state WHERE key = ?", (STATE_KEY,)).fetchone()
-    if not row:
-        return None
-    try:
-        out = json.loads(row[0])
-    except ValueError:
-        return None
-    return out if isinstance(out, dict) else None
+    return read_json(db, STATE_KEY)
 
 
 def _record(db: sqlite3.Connection, outcome: dict[str, Any]) -> dict[str, Any]:
