@@ -117,14 +117,16 @@ def identifier_mentions(query: str) -> list[str]:
 
 
 def sha_mentions(query: str) -> list[str]:
-    """Hex words of 7–40 digits that could be commit ids: with at least one digit and one letter,
-    so neither plain numbers nor words like ``deadbeef``-less English are taken."""
-    out: dict[str, None] = {}
+    """Hex words of 7–40 digits that could be commit ids, the likeliest first: those with a digit
+    and a letter, then all-digit and all-letter ones (``12345678`` is a real prefix one time in 40,
+    ``defaced`` one time in a thousand). The store decides: a word names a commit only when it is a
+    unique prefix of one, so a number or a word that is not an id costs a lookup and nothing else."""
+    mixed: dict[str, None] = {}
+    plain: dict[str, None] = {}
     for m in _SHA.finditer(query):
         h = m.group(1)
-        if re.search(r"[0-9]", h) and re.search(r"[a-f]", h):
-            out[h] = None
-    return list(out)
+        (mixed if re.search(r"[0-9]", h) and re.search(r"[a-f]", h) else plain)[h] = None
+    return list(mixed) + [h for h in plain if h not in mixed]
 
 
 def quoted_subjects(query: str) -> list[str]:

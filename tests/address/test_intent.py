@@ -30,9 +30,10 @@ def test_file_names_and_paths_are_read_from_the_task() -> None:
     assert path_mentions("bump tracing to 4.23.11, v1.2 and 3.14") == []  # versions are not names
 
 
-def test_commit_ids_need_a_digit_and_a_letter() -> None:
-    text = "This reverts commit 8cf0d4886bab62ae96d47d1ea5e339c4ddfc0e9f; see abc1234, not 1234567 or deadbeef"
-    assert sha_mentions(text) == ["8cf0d4886bab62ae96d47d1ea5e339c4ddfc0e9f", "abc1234"]
+def test_commit_ids_with_a_digit_and_a_letter_come_before_plain_numbers_and_words() -> None:
+    text = "This reverts commit 8cf0d4886bab62ae96d47d1ea5e339c4ddfc0e9f; see 1234567, deadbeef or abc1234"
+    assert sha_mentions(text) == ["8cf0d4886bab62ae96d47d1ea5e339c4ddfc0e9f", "abc1234", "1234567", "deadbeef"]
+    assert sha_mentions("bump to 4.23.11 and 123456") == []  # too short, or part of a version
 
 
 def test_quoted_subjects_unwrap_git_reverts() -> None:
