@@ -1,5 +1,5 @@
 """A tiny sentence encoder built in the test, for tests that train adapters: a random BERT (hidden
-48, 2 layers) whose WordPiece tokenizer is trained on the repository's own text, saved as a
+48, 2 layers) whose WordPiece vocabulary is drawn from the repository's own text, saved as a
 sentence-transformers folder. Mean pooling over shared word pieces makes texts that share words
 similar, which is all a training round needs to have something to learn; it embeds a small
 repository in a second, where the packaged model takes minutes on a loaded machine."""
@@ -24,16 +24,46 @@ def repo_texts(repo: Path) -> list[str]:
     return texts
 
 
+def _vocab(texts: list[str], normalizer, pre, size: int = 1500) -> dict[str, int]:
+    """A WordPiece vocabulary chosen deterministically from ``texts``: the special tokens, every
+    character (alone and as a continuation), then the most frequent whole words, word starts (3–6
+    characters) and word ends (2–5), ties broken by the piece itself. The tokenizers trainer breaks
+    ties in hash order, so the same texts gave a different tokenizer, and so different training
+    rounds, from one test run to the next."""
+    from collections import Counter
+
+    words: Counter[str] = Counter()
+    for t in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(t)))
+    chars = sorted({c for w in words for c in w})
+    pieces: Counter[str] = Counter()
+    for w, n in words.items():
+        for k in range(3, min(len(w), 7)):
+            pieces[w[:k]] += n
+        for k in range(2, min(len(w), 6)):
+            pieces["##" + w[-k:]] += n
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars]
+    seen = set(vocab)
+    ranked = sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) + sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0]))
+    for piece, _ in ranked:
+        if len(vocab) >= size:
+            break
+        if piece not in seen:
+            seen.add(piece)
+            vocab.append(piece)
+    return {piece: i for i, piece in enumerate(vocab)}
+
+
 def build_tiny(path: Path, texts: list[str], *, seed: int = 0, hidden: int = 48) -> Path:
     import torch
     import transformers
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
-        vocab_size=1500, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    tok = Tokenizer(models.WordPiece(_vocab(texts, normalizer, pre), unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
@@ -58,6 +88,12 @@ def build_tiny(path: Path, texts: list[str], *, seed: int = 0, hidden: int = 48)
         "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
     }))
     return path
+
+
+# The tests of a round's mechanics judge candidates by the dense channel alone: on a generated
+# repository the whole recall is near perfect (commit subjects name the code), so the default judge
+# would refuse most candidates there. tests/model/test_rounds.py tests that judge where it matters.
+DENSE_JUDGE = '[train]\njudge = "dense"\n'
 
 
 def use_encoder(store: Path, model: Path, extra: str = "") -> None:
@@ -91,7 +127,7 @@ def adapter_template(base: Path) -> dict[str, Path]:
         env = {"LMM_AUTO_EMBED": "0"}
         out = json.loads(lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed", "--json", env=env).stdout)
         store = Path(out["store"])
-        use_encoder(store, model)
+        use_encoder(store, model, DENSE_JUDGE)
         lmm("ingest", "--repo", str(repo), env=env, embed=True)
         _TEMPLATE.update(repo=repo, store=store, model=model, home=Path(os.environ["LMM_HOME"]))
     return _TEMPLATE
