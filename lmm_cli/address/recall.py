@@ -20,6 +20,10 @@ Channels, each a score per file (query-dependent ones first):
                 the Cursor hook; decaying) and the latest commits.
 - ``fixes``     fix and revert density: where things tend to break.
 
+``Recaller(as_of=ts)`` answers as the memory stood at ``ts``: history, dense episodes, named commits,
+co-change and the priors see only episodes from before it (the code index is today's). Training
+rounds judge a candidate adapter that way, on commits the recall had not yet seen.
+
 A long task (a pasted issue of 100 KB) is read up to bounds (``MAX_TERMS``, ``MENTION_CHARS``), so
 recall stays as fast as for a short one. The answer names no commit git no longer has (reset away
 and pruned: the store keeps it, no hook reports it): one ``git cat-file --batch-check`` for all the
@@ -256,8 +260,10 @@ class Recaller:
     """Answers recalls over one store. Keep one around to answer many (indexes stay loaded)."""
 
     def __init__(self, db: sqlite3.Connection, root: Path, *, encoder: Any = None,
-                 weights: dict[str, float] | None = None, ranker: Any = STORE_RANKER) -> None:
+                 weights: dict[str, float] | None = None, ranker: Any = STORE_RANKER,
+                 as_of: float | None = None) -> None:
         self.db = db
+        self.as_of = as_of  # None: now; else only episodes from before this time count
         self.root = root
         self.encoder = encoder  # None: no dense channel (the --fast path)
         self.weights = weights or load_weights(db)
@@ -277,6 +283,12 @@ class Recaller:
         self._defs: dict[str, dict[str, list[tuple[int, int]]]] = {}  # path → name → [(line, end)]
 
     # -- shared lookups ---------------------------------------------------------------------
+    def _before(self, alias: str = "e") -> str:
+        """The SQL condition (with a leading AND) that keeps episodes from before ``as_of``."""
+        if self.as_of is None:
+            return ""
+        return f" AND {alias + '.' if alias else ''}ts < {float(self.as_of)!r}"
+
     @property
     def files(self) -> set[str]:
         if self._files is None:
@@ -392,7 +404,7 @@ class Recaller:
             return {}
         sql = ("SELECT e.id, e.kind, e.source, e.title, e.body, e.ts, -bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) AS s"
                " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
-               " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN {}"
+               " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN {}" + self._before() +
                " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT ?")
         match = fts_query(terms, phrases)
         rows = self.db.execute(sql.format("('commit', 'note')"), (match, 200)).fetchall()
@@ -427,7 +439,7 @@ class Recaller:
         chunks = self.db.execute("SELECT path, symbol, start_line, end_line, hash FROM code_chunks").fetchall()
         eps = self.db.execute(
             f"SELECT id, title, body FROM episodes WHERE kind IN {HISTORY_KINDS} AND valid_to IS NULL"
-        ).fetchall()
+            + self._before("")).fetchall()
         from .dense import text_hash
 
         hashes = [c["hash"] for c in chunks] + [text_hash(episode_text(e["title"], e["body"])) for e in eps]
@@ -483,7 +495,7 @@ class Recaller:
         for seed in seeds:
             rows = self.db.execute(
                 "SELECT f2.path, count(*) FROM episode_files f1"
-                " JOIN episodes e ON e.id = f1.episode_id AND e.kind = 'commit' AND e.valid_to IS NULL"
+                " JOIN episodes e ON e.id = f1.episode_id AND e.kind = 'commit' AND e.valid_to IS NULL" + self._before() +
                 " JOIN episode_files f2 ON f2.episode_id = f1.episode_id AND f2.path != f1.path"
                 " WHERE f1.path = ? AND e.id IN (SELECT episode_id FROM episode_files WHERE path = ?"
                 "   ORDER BY episode_id DESC LIMIT 200)"
@@ -524,7 +536,7 @@ class Recaller:
         for h in sha_mentions(query)[:MAX_MENTIONS]:
             rows = self.db.execute(
                 f"SELECT {cols} FROM episodes WHERE source >= ? AND source < ? AND kind = 'commit'"
-                " AND valid_to IS NULL LIMIT 2", (h, h + "g")).fetchall()
+                " AND valid_to IS NULL" + self._before("") + " LIMIT 2", (h, h + "g")).fetchall()
             if len(rows) == 1:
                 out.append((rows[0], f"the task names commit {h[:7]}"))
         for subject in quoted_subjects(query)[:MAX_MENTIONS]:
@@ -533,7 +545,7 @@ class Recaller:
             rows = self.db.execute(  # the phrase is quoted words only: no FTS syntax can get in
                 "SELECT e.id, e.kind, e.source, e.title, e.body, e.ts FROM episodes_fts"
                 " JOIN episodes e ON e.id = episodes_fts.rowid"
-                " WHERE episodes_fts MATCH ? AND e.kind = 'commit' AND e.valid_to IS NULL"
+                " WHERE episodes_fts MATCH ? AND e.kind = 'commit' AND e.valid_to IS NULL" + self._before() +
                 " ORDER BY e.ts DESC LIMIT 20", (phrase,)).fetchall()
             want = " ".join(w.lower() for w in words)
             for r in rows:
@@ -620,28 +632,19 @@ class Recaller:
         structure = {p: r for p, r in self.db.execute("SELECT path, rank FROM code_rank")}
         recency: dict[str, float] = defaultdict(float)
         latest = self.db.execute(
-            "SELECT id FROM episodes WHERE kind = 'commit' AND valid_to IS NULL ORDER BY ts DESC LIMIT 30").fetchall()
+            "SELECT id FROM episodes WHERE kind = 'commit' AND valid_to IS NULL" + self._before("")
+            + " ORDER BY ts DESC LIMIT 30").fetchall()
         for i, (eid,) in enumerate(latest):
             for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (eid,)):
                 cur = self.current_path(p)
                 if cur:
                     recency[cur] += 1.0 / (1 + i)
-        try:
-            dirty = run_git(self.root, "status", "--porcelain", "-z", "--untracked-files=no", check=False)
-            for item in dirty.decode("utf-8", "backslashreplace").split("\0"):
-                if len(item) > 3 and item[3:] in self.files:
-                    recency[item[3:]] += 3.0
-        except Exception:  # a recall never fails for want of git status
-            pass
-        # What is active now (`lmm watch`, the Cursor hook): files edited in the last half hour, decaying.
-        for p, w in recent_activity(self.db).items():
-            cur = self.current_path(p)
-            if cur:
-                recency[cur] += 3.0 * w
+        if self.as_of is None:  # the working tree and the editor's activity are today's
+            self._working_set(recency)
         fixes: dict[str, float] = {}
         for path, n in self.db.execute(
             "SELECT f.path, count(*) FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
-            " WHERE e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7 GROUP BY f.path"
+            " WHERE e.kind = 'commit' AND e.valid_to IS NULL AND e.salience >= 0.7" + self._before() + " GROUP BY f.path"
         ):
             cur = self.current_path(path)
             if cur:
@@ -650,21 +653,42 @@ class Recaller:
                         "fixes": _normalise(fixes)}
         return self._priors
 
-    def channel_scores(self, query: str) -> tuple[dict[str, dict[str, float]], _Evidence]:
+    def _working_set(self, recency: dict[str, float]) -> None:
+        """Adds to ``recency`` the files with uncommitted changes and, from what is active now (`lmm
+        watch`, the Cursor hook), the files edited in the last half hour, decaying."""
+        try:
+            dirty = run_git(self.root, "status", "--porcelain", "-z", "--untracked-files=no", check=False)
+            for item in dirty.decode("utf-8", "backslashreplace").split("\0"):
+                if len(item) > 3 and item[3:] in self.files:
+                    recency[item[3:]] = recency.get(item[3:], 0.0) + 3.0
+        except Exception:  # a recall never fails for want of git status
+            pass
+        for p, w in recent_activity(self.db).items():
+            cur = self.current_path(p)
+            if cur:
+                recency[cur] = recency.get(cur, 0.0) + 3.0 * w
+
+    def channel_scores(self, query: str, *, reuse: dict[str, dict[str, float]] | None = None,
+                       ) -> tuple[dict[str, dict[str, float]], _Evidence]:
         """Every channel's normalised scores for ``query`` (what fusion and tuning work on).
 
         A long task (a pasted issue) is read up to bounds: its first ``MAX_TERMS`` distinct terms,
-        and its first ``MENTION_CHARS`` characters for what it names and what it is about."""
+        and its first ``MENTION_CHARS`` characters for what it names and what it is about.
+        ``reuse``: channel scores of an earlier call for the same query whose lexical, names,
+        history and mentions channels are taken as they are (only the encoder changed since)."""
         head = query[:MENTION_CHARS]
-        terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
         ev = _Evidence()
-        ch: dict[str, dict[str, float]] = {
-            "lexical": _normalise(self._lexical(terms, phrases, ev)),
-            "names": _normalise(self._names(terms, phrases, ev)),
-            "history": _normalise(self._history(terms, phrases, ev)),
-            "dense": _normalise(self._dense_channel(head, ev)),
-            "mentions": self._mentions(head, ev),
-        }
+        if reuse is None:
+            terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
+            ch: dict[str, dict[str, float]] = {
+                "lexical": _normalise(self._lexical(terms, phrases, ev)),
+                "names": _normalise(self._names(terms, phrases, ev)),
+                "history": _normalise(self._history(terms, phrases, ev)),
+            }
+        else:
+            ch = {c: reuse[c] for c in ("lexical", "names", "history")}
+        ch["dense"] = _normalise(self._dense_channel(head, ev))
+        ch["mentions"] = self._mentions(head, ev) if reuse is None else reuse["mentions"]
         prelim: Counter[str] = Counter()  # float scores: Counter only for most_common()
         for c in QUERY_CHANNELS:
             for p, s in ch[c].items():
