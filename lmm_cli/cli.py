@@ -874,7 +874,8 @@ def train_cmd(
     Pairs come from the history (a commit's message → the files it changed, a note → the files it
     names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
     probe slice are held out; the candidate, trained from the active version, becomes active only if
-    it ranks files at least as well as the version in use on both. Every candidate is kept as a
+    it ranks files at least as well as the version in use on both, and the whole recall (as it
+    stood before the recent commits) does not get worse with it (`[train] judge` in the config). Every candidate is kept as a
     version (`lmm adapters`). lmm runs rounds in the background as history arrives.
 
     Example: `lmm train` (or `lmm train --form both --json`)
@@ -904,6 +905,15 @@ def train_cmd(
         table.add_row(label, _fig(r, "hit5"), _fig(r, "mrr"), _fig(r, "recall"), _fig(o, "hit5"), _fig(o, "mrr"),
                       _fig(o, "recall"), f"{sc['loss'].get(key, float('nan')):.3f}")
     _wide().print(table)
+    fused = sc.get("fused") or {}
+    if "candidate" in fused:
+        n = fused["candidate"]["n"]
+        whole = Table(title=f"whole recall, as it stood before the recent {n} commits")
+        for col in ("", "Hit@5", "MRR", "R@10"):
+            whole.add_column(col, justify="left" if not col else "right")
+        for key, label in (("base", "base model"), ("incumbent", names["incumbent"]), ("candidate", out["best"])):
+            whole.add_row(label, _fig(fused[key], "hit5"), _fig(fused[key], "mrr"), _fig(fused[key], "recall"))
+        _wide().print(whole)
     if out["status"] == "promoted":
         print(f"{out['active']} is active: {out['reason']} ({out['seconds']:.0f}s)")
     else:

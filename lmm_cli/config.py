@@ -14,8 +14,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["CaptureConfig", "ModelsConfig", "RecallConfig", "TrainingConfig", "TRAIN_FORMS", "Config", "load_config",
-           "CONFIG_FILE"]
+__all__ = ["CaptureConfig", "ModelsConfig", "RecallConfig", "TrainingConfig", "TRAIN_FORMS", "TRAIN_JUDGES", "Config",
+           "load_config", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.toml"
 
@@ -65,6 +65,7 @@ class RecallConfig:
 
 
 TRAIN_FORMS = ("linear", "lora", "both")
+TRAIN_JUDGES = ("recall", "dense")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class TrainingConfig:
     keep: int = 5  # adapter versions kept on disk (the active one is kept besides)
     max_pairs: int = 3000  # training pairs mined per round, newest first
     threads: int = 2  # CPU threads a round may use (it runs at low priority)
+    # What a candidate must not make worse on recent history: "recall" the whole recall as it stood
+    # before those commits (the dense channel must improve too), "dense" the dense channel alone.
+    judge: str = "recall"
 
     def __post_init__(self) -> None:
         if not isinstance(self.auto_train, bool):
@@ -90,6 +94,8 @@ class TrainingConfig:
                 raise ConfigError(f"config: train.{name} must be an integer of at least {low}, got {value!r}")
         if self.forms not in TRAIN_FORMS:
             raise ConfigError(f"config: train.forms must be one of {', '.join(TRAIN_FORMS)}, got {self.forms!r}")
+        if self.judge not in TRAIN_JUDGES:
+            raise ConfigError(f"config: train.judge must be one of {', '.join(TRAIN_JUDGES)}, got {self.judge!r}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,12 @@ A round (``run_round``) mines the store's pairs (``pairs``), newest first, and s
 
 Base, incumbent (the active version) and every candidate are scored on both slices as a dense-channel
 file ranking (each file scored by its best chunk; ``replay.evaluate``'s metrics). The better candidate
-becomes active only when ``promote.judge`` says so; every candidate is saved as a version either way
+becomes active only when ``promote.judge`` says so — and, with ``train.judge = "recall"`` (the
+default), only when the whole recall does not get worse with it either: the recent slice's commits
+asked of recall as it stood before the oldest of them (``Recaller(as_of=…)``: history, co-change and
+priors without those commits), fused with the store's weights (``_FusedJudge``). A dense channel
+that improves alone can still lower the fused ranking, where the other channels already found what
+it now finds and it pushes their other answers down; such a candidate is refused. every candidate is saved as a version either way
 (``adapters.save_version``), with its scores and the verdict, so `lmm adapters` shows refused ones and
 why. The outcome, with its figures, is recorded in ``state`` under ``STATE_KEY``.
 
@@ -62,6 +67,7 @@ RECENT_MAX = 150  # … at most this many
 OLDER_MAX = 300  # probe queries scored as the older slice, newest first
 MIN_QUERIES = 20  # fewer mined queries than this: too little history to train or to judge
 MIN_TRAIN = 8  # training queries a form needs
+FUSED_MIN = 10  # recent commit queries the whole-recall judge needs (fewer: the dense verdict stands)
 SALIENT = 0.5  # an episode at least this salient counts towards `train.min_new_salient`
 PLAN_VERSION = 1
 Stages = Callable[[str, int, int], None]
@@ -290,6 +296,84 @@ class _Scorer:
         return _Scored(recent, older, self.loss(qr, self.recent))
 
 
+class _QueryCache:
+    """The encoder the whole-recall judge gives recall: it answers from the round's own query
+    vectors (no model runs), under the base model's id so that the stored document vectors load.
+    With ``adapted`` it does what recall's adapted encoder does: code chunks meet the adapted
+    vector, episodes the base one."""
+
+    def __init__(self, base_id: str, texts: Sequence[str], base_q: np.ndarray, adapted: np.ndarray | None) -> None:
+        from ..address.recall import MENTION_CHARS
+
+        self.id = base_id
+        keys = [t[:MENTION_CHARS] for t in texts]  # what recall's dense channel asks with
+        self._base = dict(zip(keys, base_q))
+        self._adapted = dict(zip(keys, adapted)) if adapted is not None else None
+        self.encode_both = self._both if adapted is not None else None
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        return np.stack([self._base[t] for t in texts])
+
+    def _both(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        assert self._adapted is not None
+        return np.stack([self._adapted[t] for t in texts]), self.encode(texts)
+
+
+class _FusedJudge:
+    """Scores query encoders by the whole recall on the recent slice's commits, as recall stood
+    before the oldest of them; the channels that do not depend on the encoder are computed once."""
+
+    def __init__(self, db: sqlite3.Connection, root: Path, scorer: _Scorer) -> None:
+        from ..address.recall import Recaller
+
+        ex = scorer.m.examples
+        self.scorer = scorer
+        self.idx = [i for i in scorer.recent if ex[i].kind == "commit" and ex[i].gold]
+        self.as_of = min((ex[i].ts for i in self.idx), default=0.0)
+        self.rec = Recaller(db, root, as_of=self.as_of, ranker=None)  # the store's fusion weights, linear
+        self._reuse: dict[str, dict[str, dict[str, float]]] = {}
+
+    @property
+    def usable(self) -> bool:
+        return len(self.idx) >= FUSED_MIN
+
+    def score(self, adapter: Any) -> dict[str, float]:
+        from .replay import Query, evaluate
+
+        ex, m = self.scorer.m.examples, self.scorer.m
+        texts = [ex[i].text for i in self.idx]
+        adapted = self.scorer.vectors(adapter, self.idx) if adapter is not None else None
+        self.rec.encoder = _QueryCache(m.model, texts, m.q[self.idx], adapted)
+        ranked: dict[str, list[str]] = {}
+        for text in texts:
+            ch, _ = self.rec.channel_scores(text, reuse=self._reuse.get(text))
+            self._reuse.setdefault(text, ch)
+            ranked[text] = [p for p, _ in self.rec.order(ch)[0][:100]]
+        row = evaluate("fused", lambda t: ranked[t], [Query(ex[i].source, ex[i].text, set(ex[i].gold)) for i in self.idx])
+        return {"n": row.n, "hit1": round(row.hit1, 4), "hit5": round(row.hit5, 4), "hit10": round(row.hit10, 4),
+                "recall": round(row.recall, 4), "mrr": round(row.mrr, 4)}
+
+
+def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict,
+                 ) -> tuple[promote.Verdict, dict[str, Any]]:
+    """The dense verdict (a promotion) checked against the whole recall: (verdict, figures)."""
+    if not judge.usable:
+        return dense, {"n": len(judge.idx), "skipped": f"fewer than {FUSED_MIN} recent commits to ask recall"}
+    base = judge.score(None)
+    inc = judge.score(incumbent) if incumbent is not None else base
+    cand = judge.score(candidate)
+    figures = {"base": base, "incumbent": inc, "candidate": cand, "as_of": judge.as_of}
+    new, old = promote.score(cand), promote.score(inc)
+    if new < old - promote.TOLERANCE:
+        return promote.Verdict(False, f"worse in the whole recall on later history ({new:.3f} < {old:.3f}), "
+                                      "though better in the dense channel"), figures
+    return promote.Verdict(True, f"{dense.reason}; the whole recall too ({new:.3f} ≥ {old:.3f})"), figures
+
+
 def _load_adapter(store_dir: Path, version: Version | None) -> Any:
     from ..embed.adapter import load_adapter
     from .adapters import version_dir
@@ -437,11 +521,17 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
 
     say("scoring on held-out history")
     base_s = scorer.score(None)
-    inc_s = scorer.score(_load_adapter(ws.dir, incumbent)) if incumbent is not None else base_s
-    cand_s = {f: scorer.score(r.adapter()) for f, r in results.items()}
+    inc_adapter = _load_adapter(ws.dir, incumbent)
+    inc_s = scorer.score(inc_adapter) if incumbent is not None else base_s
+    cand_adapters = {f: r.adapter() for f, r in results.items()}
+    cand_s = {f: scorer.score(a) for f, a in cand_adapters.items()}
     best = max(cand_s, key=lambda f: (promote.score(cand_s[f].recent), -trainable.index(f)))
     b = cand_s[best]
     verdict = promote.judge(inc_s.recent, b.recent, older_incumbent=inc_s.older, older_candidate=b.older)
+    fused: dict[str, Any] | None = None
+    if verdict.promote and settings.judge == "recall":
+        say("asking the whole recall, as it stood before the recent commits")
+        verdict, fused = _judge_fused(_FusedJudge(db, ws.repo.root, scorer), inc_adapter, cand_adapters[best], verdict)
 
     gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
     if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
@@ -470,7 +560,8 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
                        "recent_queries": len(recent), "older_queries": len(older)},
             "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent, "candidate": cs.recent},
                        "older": {"base": base_s.older, "incumbent": inc_s.older, "candidate": cs.older},
-                       "loss": {"base": base_s.loss, "incumbent": inc_s.loss, "candidate": cs.loss}},
+                       "loss": {"base": base_s.loss, "incumbent": inc_s.loss, "candidate": cs.loss},
+                       **({"fused": fused} if fused is not None and form == best else {})},
             "promoted": promoted, "verdict": why, "incumbent": incumbent.name if incumbent else None,
             "round": plan["created"],
         }
@@ -511,7 +602,8 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
                               **{f: s.recent for f, s in cand_s.items()}},
                    "older": {"base": base_s.older, "incumbent": inc_s.older,
                              **{f: s.older for f, s in cand_s.items()}},
-                   "loss": {"base": base_s.loss, "incumbent": inc_s.loss, **{f: s.loss for f, s in cand_s.items()}}},
+                   "loss": {"base": base_s.loss, "incumbent": inc_s.loss, **{f: s.loss for f, s in cand_s.items()}},
+                   **({"fused": fused} if fused is not None else {})},
         "train": {f: {"train_loss": r.train_loss, "val_loss": r.val_loss, "base_val_loss": r.base_val_loss,
                       "steps": r.steps, "seconds": round(r.seconds, 2), "stopped": r.stopped,
                       "resumed_from": r.resumed_from} for f, r in results.items()},

@@ -130,7 +130,7 @@ def test_a_round_is_due_only_when_it_should_be(ws: Any, monkeypatch: pytest.Monk
 
     monkeypatch.setenv("LMM_AUTO_TRAIN", "1")
     cfg = ws.config_path.read_text()
-    ws.config_path.write_text(cfg + "\n[train]\nmin_new_salient = 5\nidle_minutes = 0\n")
+    ws.config_path.write_text(cfg.replace("[train]\n", "[train]\nmin_new_salient = 5\nidle_minutes = 0\n"))
     db = ws.connect()
     try:
         assert round_due(ws, db)  # a first round: enough salient history
@@ -171,7 +171,7 @@ def test_a_capture_starts_a_background_round_when_one_is_due(ws: Any, monkeypatc
     from lmm_cli.model.rounds import training_running
 
     monkeypatch.setenv("LMM_AUTO_TRAIN", "1")
-    ws.config_path.write_text(ws.config_path.read_text() + "\n[train]\nmin_new_salient = 5\n")
+    ws.config_path.write_text(ws.config_path.read_text().replace("[train]\n", "[train]\nmin_new_salient = 5\n"))
     db = ws.connect()
     try:
         core.after_capture(ws, db, new_commits=0)  # what the hook-woken drainer runs after each capture
@@ -192,3 +192,63 @@ def test_a_capture_starts_a_background_round_when_one_is_due(ws: Any, monkeypatc
     assert active_version(ws.dir) is not None
     log = (ws.dir / "logs" / "train.log").read_text()
     assert " start" in log and "end promoted" in log
+
+
+def _judge_by_recall(ws: Any) -> None:
+    """The store's default: candidates judged by the whole recall too."""
+    ws.config_path.write_text(ws.config_path.read_text().replace('judge = "dense"', 'judge = "recall"'))
+    assert ws.config().train.judge == "recall"
+
+
+def test_a_candidate_that_lowers_the_whole_recall_is_refused_even_when_dense_alone_looks_fine(
+        ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmm_cli import core
+    from lmm_cli.model import promote, rounds, trainer
+    from lmm_cli.model.adapters import active_version, list_versions
+
+    _judge_by_recall(ws)
+    real_train, real_score = trainer.train_linear, rounds._Scorer.score
+
+    def inverted(ts: Any, docs: Any, cfg: Any, **kw: Any) -> Any:
+        res = real_train(ts, docs, cfg, **kw)
+        res.tensors["W"] = -2 * np.eye(docs.shape[1], dtype=np.float32)  # q' = -q: every file ranked last
+        return res
+
+    def blind(self: Any, adapter: Any) -> Any:
+        return real_score(self, None)  # the dense check sees the base model whatever it is shown: a tie
+
+    monkeypatch.setattr(trainer, "train_linear", inverted)
+    monkeypatch.setattr(rounds._Scorer, "score", blind)
+    out = rounds.run_round(ws, foreground=True)
+    fused = out["scores"]["fused"]
+    assert out["status"] == "refused", (out["reason"], fused)
+    assert out["reason"].startswith("worse in the whole recall on later history"), out["reason"]
+    assert promote.score(fused["candidate"]) < promote.score(fused["incumbent"]) == promote.score(fused["base"])
+    assert fused["candidate"]["n"] >= rounds.FUSED_MIN
+    assert active_version(ws.dir) is None  # the base model stays in use
+    (v,) = list_versions(ws.dir)
+    assert v.extra["promoted"] is False and "whole recall" in v.extra["verdict"] and v.scores["fused"] == fused
+    train = lmm("train", "--repo", str(ws.repo.root))  # the CLI shows both tables
+    assert "whole recall, as it stood before the recent" in train.stdout
+    assert core.adapters(ws)["active"] is None
+
+
+def test_where_the_dense_channel_carries_recall_the_whole_recall_judge_keeps_a_good_candidate(ws: Any) -> None:
+    from lmm_cli.address.recall import CHANNELS, save_weights
+    from lmm_cli.model import promote
+    from lmm_cli.model.rounds import FUSED_MIN, run_round
+    from lmm_cli.store.db import transaction
+
+    _judge_by_recall(ws)
+    db = ws.connect()
+    try:
+        with transaction(db):  # a repository whose fusion leans on the dense channel alone
+            save_weights(db, {c: 1.0 if c == "dense" else 0.0 for c in CHANNELS})
+    finally:
+        db.close()
+    out = run_round(ws)
+    fused = out["scores"]["fused"]
+    assert out["status"] == "promoted", (out["reason"], fused)
+    assert "the whole recall too" in out["reason"]
+    assert promote.score(fused["candidate"]) >= promote.score(fused["base"])
+    assert fused["candidate"]["n"] >= FUSED_MIN
