@@ -633,7 +633,7 @@ class Recaller:
         recency: dict[str, float] = defaultdict(float)
         latest = self.db.execute(
             "SELECT id FROM episodes WHERE kind = 'commit' AND valid_to IS NULL" + self._before("")
-            + " ORDER BY ts DESC LIMIT 30").fetchall()
+            + " ORDER BY ts DESC, id DESC LIMIT 30").fetchall()  # same second: captured later is newer
         for i, (eid,) in enumerate(latest):
             for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (eid,)):
                 cur = self.current_path(p)
