@@ -986,9 +986,5 @@ def adapters_rollback(
 
 
 def run() -> None:
-    # A hook runs before every prompt: straight to the handler, without building the whole CLI.
-    if len(sys.argv) == 3 and sys.argv[1] == "hook" and not sys.argv[2].startswith("-"):
-        from .serve.hooks import main as hook_main
-
-        sys.exit(hook_main(sys.argv[2]))
+    """The CLI (``lmm_cli.entry.run`` is the command's entry point: it sends hooks past this)."""
     app()

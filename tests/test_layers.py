@@ -46,7 +46,7 @@ def stage_of(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return "package"
-    if parts[1] == "__main__":
+    if parts[1] in ("__main__", "entry"):  # the command's entry points: the CLI's stage
         return "cli"
     return parts[1]
 
