@@ -48,8 +48,9 @@ def bench_env(lmm_home: Path, git_config: Path) -> dict[str, str]:
     env["LMM_HOME"] = str(lmm_home)
     env["GIT_CONFIG_GLOBAL"] = str(git_config)
     env["GIT_CONFIG_NOSYSTEM"] = "1"
-    # A background tune after init would compete for the CPU with what is being timed.
+    # A background tune or training round after init would compete for the CPU with what is being timed.
     env["LMM_AUTO_TUNE"] = "0"
+    env["LMM_AUTO_TRAIN"] = "0"
     env.pop("GIT_DIR", None)
     env.pop("GIT_WORK_TREE", None)
     # When lmm is not installed, let `python -m lmm_cli` (and the hooks) find the package

@@ -1,7 +1,7 @@
 """The assistant integration: what Claude Code waits for, beside a baseline measured in the same run.
 
 Measures, on a clone of a repository (default: /tmp/werkzeug; `git clone -q
-../shared/repos/werkzeug.bundle /tmp/werkzeug`), initialised with embeddings (`lmm init --no-hooks`):
+../shared/repos/werkzeug.bundle /tmp/werkzeug`), initialised with embeddings (`lmm init --no-hooks --wait`):
 - MCP `recall`, warm, through the real SDK client (in process, `Client(build_server(repo))`), p50/p95 ms
   over the subjects of the last commits; one `lmm mcp` over stdio the same way (first call and warm);
   beside a cold `lmm recall` process (median s);
@@ -207,7 +207,8 @@ def main() -> int:
     repo = tmp / "repo"
     clone(resolve_repo(a.repo), repo, env)
     t0 = time.perf_counter()
-    subprocess.run([*lmm, "init", "--repo", str(repo), "--no-hooks"], env=env, check=True, stdout=subprocess.DEVNULL)
+    # --wait: embed in the foreground; timing hooks while the background embedding runs measures the embedding.
+    subprocess.run([*lmm, "init", "--repo", str(repo), "--no-hooks", "--wait"], env=env, check=True, stdout=subprocess.DEVNULL)
     init_s = time.perf_counter() - t0
     subjects = subprocess.run(["git", "log", "--no-merges", f"-n{a.queries}", "--format=%s"], cwd=repo, env=env,
                               capture_output=True, text=True, check=True).stdout.splitlines()

@@ -60,7 +60,7 @@ def main() -> int:
         repo = generated_repo(a.generate, 1, tmp)
         label = f"generated, {a.generate} commits"
     t0 = time.perf_counter()
-    init = [*lmm, "init", "--repo", str(repo), "--no-hooks"] + (["--no-embed"] if a.no_embed else [])
+    init = [*lmm, "init", "--repo", str(repo), "--no-hooks"] + (["--no-embed"] if a.no_embed else ["--wait"])
     subprocess.run(init, env=env, check=True, stdout=subprocess.DEVNULL)
     init_s = time.perf_counter() - t0
     subjects = subprocess.run(["git", "log", "--no-merges", f"-n{a.queries}", "--format=%s"], cwd=repo, env=env,
