@@ -875,8 +875,9 @@ def train_cmd(
     names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
     probe slice are held out; the candidate, trained from the active version, becomes active only if
     it ranks files at least as well as the version in use on both, and the whole recall (as it
-    stood before the recent commits) does not get worse with it (`[train] judge` in the config). Every candidate is kept as a
-    version (`lmm adapters`). lmm runs rounds in the background as history arrives.
+    stood before the recent commits) does not get worse with it (`[train] judge` in the config).
+    Every candidate is kept as a version (`lmm adapters`). lmm runs rounds in the background as
+    history arrives.
 
     Example: `lmm train` (or `lmm train --form both --json`)
     """

@@ -104,12 +104,14 @@ def lmm_json(*args: str, cwd: Path | None = None, embed: bool = False) -> object
     return json.loads(lmm(*args, "--json", cwd=cwd, embed=embed).stdout)
 
 
-def commit_file(repo: Path, path: str, content: str, message: str) -> str:
+def commit_file(repo: Path, path: str, content: str, message: str, *, ts: int | None = None) -> str:
+    """Writes and commits one file (authored and committed at epoch ``ts`` when given); its sha."""
     f = repo / path
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(content)
     git(repo, "add", "--", path)
-    git(repo, "commit", "-q", "-m", message)
+    when = {} if ts is None else {"GIT_AUTHOR_DATE": f"@{ts} +0000", "GIT_COMMITTER_DATE": f"@{ts} +0000"}
+    git(repo, "commit", "-q", "-m", message, env=when)
     return git(repo, "rev-parse", "HEAD").strip()
 
 

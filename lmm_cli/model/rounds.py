@@ -17,9 +17,10 @@ default), only when the whole recall does not get worse with it either: the rece
 asked of recall as it stood before the oldest of them (``Recaller(as_of=…)``: history, co-change and
 priors without those commits), fused with the store's weights (``_FusedJudge``). A dense channel
 that improves alone can still lower the fused ranking, where the other channels already found what
-it now finds and it pushes their other answers down; such a candidate is refused. every candidate is saved as a version either way
-(``adapters.save_version``), with its scores and the verdict, so `lmm adapters` shows refused ones and
-why. The outcome, with its figures, is recorded in ``state`` under ``STATE_KEY``.
+it now finds and it pushes their other answers down; such a candidate is refused. Every candidate
+is saved as a version either way (``adapters.save_version``), with its scores and the verdict, so
+`lmm adapters` shows refused ones and why. The outcome, with its figures, is recorded in ``state``
+under ``STATE_KEY``.
 
 One round at a time per store (``CaptureLock(store, "train")``). The round's plan (which queries,
 which slices, which replay sample) is written to ``adapters/.round/plan.json`` and the trainers
@@ -237,16 +238,22 @@ class _Scored:
     loss: float  # weighted mean cross-entropy of the recent slice's pairs
 
 
-def _metrics(rank: Callable[[Any, int], list[list[str]]], qv: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
+def _figures(ranked: dict[str, list[str]], examples: Sequence[Example]) -> dict[str, float]:
+    """``replay.evaluate``'s metrics, rounded, of file rankings by query text (``ranked``)."""
     from .replay import Query, evaluate
 
     if not examples:
         return {"n": 0, "hit1": 0.0, "hit5": 0.0, "hit10": 0.0, "recall": 0.0, "mrr": 0.0}
-    ranked = rank(qv, 100)
-    lookup = {e.text: r for e, r in zip(examples, ranked)}
-    row = evaluate("dense", lambda text: lookup[text], [Query(e.source, e.text, set(e.gold)) for e in examples])
+    row = evaluate("files", ranked.__getitem__, [Query(e.source, e.text, set(e.gold)) for e in examples])
     return {"n": row.n, "hit1": round(row.hit1, 4), "hit5": round(row.hit5, 4), "hit10": round(row.hit10, 4),
             "recall": round(row.recall, 4), "mrr": round(row.mrr, 4)}
+
+
+def _metrics(rank: Callable[[Any, int], list[list[str]]], qv: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
+    """The dense file ranking's metrics for query vectors ``qv`` of ``examples``."""
+    if not examples:
+        return _figures({}, examples)
+    return _figures({e.text: r for e, r in zip(examples, rank(qv, 100))}, examples)
 
 
 class _Scorer:
@@ -342,8 +349,6 @@ class _FusedJudge:
         return len(self.idx) >= FUSED_MIN
 
     def score(self, adapter: Any) -> dict[str, float]:
-        from .replay import Query, evaluate
-
         ex, m = self.scorer.m.examples, self.scorer.m
         texts = [ex[i].text for i in self.idx]
         adapted = self.scorer.vectors(adapter, self.idx) if adapter is not None else None
@@ -353,9 +358,7 @@ class _FusedJudge:
             ch, _ = self.rec.channel_scores(text, reuse=self._reuse.get(text))
             self._reuse.setdefault(text, ch)
             ranked[text] = [p for p, _ in self.rec.order(ch)[0][:100]]
-        row = evaluate("fused", lambda t: ranked[t], [Query(ex[i].source, ex[i].text, set(ex[i].gold)) for i in self.idx])
-        return {"n": row.n, "hit1": round(row.hit1, 4), "hit5": round(row.hit5, 4), "hit10": round(row.hit10, 4),
-                "recall": round(row.recall, 4), "mrr": round(row.mrr, 4)}
+        return _figures(ranked, [ex[i] for i in self.idx])
 
 
 def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict,
@@ -370,7 +373,7 @@ def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: prom
     new, old = promote.score(cand), promote.score(inc)
     if new < old - promote.TOLERANCE:
         return promote.Verdict(False, f"worse in the whole recall on later history ({new:.3f} < {old:.3f}), "
-                                      "though better in the dense channel"), figures
+                                      "though not worse in the dense channel"), figures
     return promote.Verdict(True, f"{dense.reason}; the whole recall too ({new:.3f} ≥ {old:.3f})"), figures
 
 

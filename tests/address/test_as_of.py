@@ -3,39 +3,28 @@ candidate adapter with, on commits the recall had not seen yet. Real repository,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lmm_cli.address.recall import Recaller
 from lmm_cli.workspace import open_workspace
 
-from conftest import git, lmm
+from conftest import commit_file, git, lmm
 
 DAY = 86_400
 T0 = 1_700_000_000
-
-
-def _commit(repo: Path, path: str, content: str, message: str, ts: int) -> str:
-    f = repo / path
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(content)
-    git(repo, "add", "--", path)
-    date = f"@{ts} +0000"
-    git(repo, "commit", "-q", "-m", message, env={"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def test_recall_as_of_a_moment_does_not_see_later_commits(tmp_path: Path) -> None:
     repo = tmp_path / "r"
     repo.mkdir()
     git(repo, "init", "-q")
-    _commit(repo, "src/ledger.py", "def post_entry(book):\n    return book\n", "Add the ledger", T0)
-    _commit(repo, "src/report.py", "def render(rows):\n    return rows\n", "Add the report", T0 + DAY)
-    late = _commit(repo, "src/report.py", "def render(rows):\n    return sorted(rows)\n",
-                   "Quarterly reconciliation sorts report rows", T0 + 5 * DAY)
-    _commit(repo, "src/ledger.py", "def post_entry(book):\n    return list(book)\n",
-            "Ledger copies the book", T0 + 6 * DAY)
-    json.loads(lmm("init", "--repo", str(repo), "--no-hooks", "--json").stdout)
+    commit_file(repo, "src/ledger.py", "def post_entry(book):\n    return book\n", "Add the ledger", ts=T0)
+    commit_file(repo, "src/report.py", "def render(rows):\n    return rows\n", "Add the report", ts=T0 + DAY)
+    late = commit_file(repo, "src/report.py", "def render(rows):\n    return sorted(rows)\n",
+                       "Quarterly reconciliation sorts report rows", ts=T0 + 5 * DAY)
+    commit_file(repo, "src/ledger.py", "def post_entry(book):\n    return list(book)\n",
+                "Ledger copies the book", ts=T0 + 6 * DAY)
+    lmm("init", "--repo", str(repo), "--no-hooks")
     ws = open_workspace(repo)
     db = ws.connect()
     try:
