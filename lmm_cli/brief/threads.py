@@ -17,16 +17,19 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from .render import Citation, Line, Section
 
-__all__ = ["Thread", "open_threads", "threads_section", "MAX_TURNS"]
+__all__ = ["Thread", "open_threads", "threads_section", "MAX_TURNS", "CACHE_KEY"]
 
 MAX_TURNS = 5000  # the latest session turns read (a bounded, cheap scan)
 _SPLIT = re.compile(r"&&|\|\||;|\n")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+CACHE_KEY = "threads_cache"  # state: {"gen", "version", "threads"}, valid while sessions_gen is unchanged
+_CACHE_VERSION = 1  # bump when what a Thread holds or how threads are found changes
+_MEMO: dict[tuple[str, str], list[Thread]] = {}  # this process: (store file, generation) → threads
 
 
 @dataclass
@@ -83,14 +86,60 @@ def _unanswered(r: sqlite3.Row, data: dict[str, object]) -> bool:
 
 
 def open_threads(db: sqlite3.Connection, *, since: float | None = None) -> list[Thread]:
-    """Every open thread of the sessions in the store (of turns since ``since``), newest first."""
-    sql = ("SELECT id, ts, source, title, data, EXISTS (SELECT 1 FROM episode_files f WHERE f.episode_id = e.id)"
-           " AS has_files FROM episodes e WHERE kind = 'session' AND valid_to IS NULL")
-    args: list[object] = []
-    if since is not None:
-        sql += " AND ts >= ?"
-        args.append(since)
-    rows = db.execute(sql + " ORDER BY ts DESC, id DESC LIMIT ?", (*args, MAX_TURNS)).fetchall()
+    """Every open thread of the sessions in the store (citing a turn since ``since``), newest first.
+
+    Reading every turn costs tens of milliseconds on a store with thousands of them, and each recall
+    and session brief asks, so the result is cached: in this process and in the store's ``state``
+    (for the next hook's process), under the ``sessions_gen`` counter that triggers move on at every
+    change to a session turn or its files (migration m008). A stale cache is never read."""
+    threads = _cached(db)
+    return threads if since is None else [t for t in threads if t.ts >= since]
+
+
+def _cached(db: sqlite3.Connection) -> list[Thread]:
+    from ..store.tx import transaction
+
+    row = db.execute("SELECT value FROM state WHERE key = 'sessions_gen'").fetchone()
+    if row is None:  # a store without the counter: nothing to key a cache on
+        return _compute(db)
+    gen = str(row[0])
+    name = next((str(r[2]) for r in db.execute("PRAGMA database_list") if r[1] == "main"), "")
+    memo = _MEMO.get((name, gen))
+    if memo is not None:
+        return list(memo)
+    threads: list[Thread] | None = None
+    got = db.execute("SELECT value FROM state WHERE key = ?", (CACHE_KEY,)).fetchone()
+    if got is not None:
+        try:
+            data = json.loads(got[0])
+            if data.get("gen") == gen and data.get("version") == _CACHE_VERSION:
+                threads = [Thread(**t) for t in data["threads"]]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            threads = None
+    if threads is None:
+        threads = _compute(db)
+        if not db.in_transaction:
+            value = json.dumps({"gen": gen, "version": _CACHE_VERSION, "threads": [asdict(t) for t in threads]})
+            try:
+                with transaction(db):
+                    now = db.execute("SELECT value FROM state WHERE key = 'sessions_gen'").fetchone()
+                    if now is not None and str(now[0]) == gen:  # nothing changed while computing
+                        db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                                   " DO UPDATE SET value = excluded.value", (CACHE_KEY, value))
+            except sqlite3.Error:
+                pass  # a read-only or busy store: the next caller computes again
+    if name:
+        if len(_MEMO) > 8:
+            _MEMO.clear()
+        _MEMO[(name, gen)] = threads
+    return list(threads)
+
+
+def _compute(db: sqlite3.Connection) -> list[Thread]:
+    rows = db.execute(
+        "SELECT id, ts, source, title, data, EXISTS (SELECT 1 FROM episode_files f WHERE f.episode_id = e.id)"
+        " AS has_files FROM episodes e WHERE kind = 'session' AND valid_to IS NULL"
+        " ORDER BY ts DESC, id DESC LIMIT ?", (MAX_TURNS,)).fetchall()
     by_session: dict[str, list[tuple[sqlite3.Row, dict[str, object]]]] = {}
     for r in reversed(rows):  # oldest first
         try:

@@ -340,3 +340,30 @@ def m007_salience(db: sqlite3.Connection) -> None:
             scored_at  REAL NOT NULL,
             version    INTEGER NOT NULL
         )""")
+
+
+@migration
+def m008_sessions_generation(db: sqlite3.Connection) -> None:
+    """A counter in ``state`` (``sessions_gen``) that every change to a session turn moves on.
+
+    What is computed from all session turns at once (the open threads) is cached under it and is
+    valid exactly while the counter is unchanged, whatever wrote the change: capture, forget, a
+    redaction rescan, a rebuild. Triggers rather than each writer remembering to count: a writer
+    added later cannot forget. A file of an episode added or removed counts as well (the threads
+    name their files); a commit's file costs one primary-key lookup."""
+    bump = ("INSERT INTO state (key, value) VALUES ('sessions_gen', '1') ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+    db.execute(f"CREATE TRIGGER sessions_gen_insert AFTER INSERT ON episodes WHEN NEW.kind = 'session'"
+               f" BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER sessions_gen_update AFTER UPDATE ON episodes"
+               f" WHEN OLD.kind = 'session' OR NEW.kind = 'session' BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER sessions_gen_delete AFTER DELETE ON episodes WHEN OLD.kind = 'session'"
+               f" BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER sessions_gen_file_insert AFTER INSERT ON episode_files"
+               f" WHEN (SELECT kind FROM episodes WHERE id = NEW.episode_id) = 'session' BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER sessions_gen_file_delete AFTER DELETE ON episode_files BEGIN {bump}; END")
+    # A random start: a store made again at the same path (a rebuild) never repeats a generation
+    # that a process may still hold a cache for.
+    db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('sessions_gen',"
+               " CAST(abs(random() % 1000000000000) AS TEXT))")
+

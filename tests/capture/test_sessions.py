@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -443,6 +444,54 @@ def test_recall_cites_session_turns_and_briefs_show_open_threads(tmp_path: Path,
     eid = next(e["id"] for e in _sessions(repo) if e["title"].startswith("Why does"))
     lmm("forget", "--repo", str(repo), str(eid))
     assert "Asked and not finished" not in lmm("brief", "--repo", str(repo)).stdout
+
+
+def test_open_threads_cache_follows_every_change_to_the_turns(tmp_path: Path, homes: dict[str, Path]) -> None:
+    """The open threads are cached (in the process and in the store) under a counter that triggers
+    move on: a long-lived reader sees a turn another process captured, an edit made by plain SQL
+    that knows nothing of the cache, and a forgotten turn — never a stale list."""
+    from lmm_cli.brief.threads import CACHE_KEY, open_threads
+
+    repo = _repo(tmp_path)
+    c = Claude(repo, SID, start=time.time() - 3 * 86400)
+    c.user("Make the login timeout configurable")
+    c.tool("Bash", {"command": "pytest tests/test_login.py"}, "1 failed", error=True)
+    c.say("The login test still fails.")
+    c.user("ok")
+    path = project_dir(homes["claude"], repo) / f"{SID}.jsonl"
+    _age(c.flush(path), 7200)
+    _ingest(repo)
+    db = open_workspace(repo).connect()
+    try:
+        first = open_threads(db)
+        assert [t.command for t in first] == ["pytest tests/test_login.py"]
+        assert db.execute("SELECT 1 FROM state WHERE key = ?", (CACHE_KEY,)).fetchone()  # kept for the next process
+
+        # Another process captures a new session with its own open failure.
+        other = Claude(repo, "5e1f7a2b-0000-4000-8000-000000000002", start=time.time() - 2 * 86400)
+        other.user("Speed up the token refresh")
+        other.tool("Bash", {"command": "make bench"}, "bench: error 2", error=True)
+        other.say("The benchmark does not build.")
+        other.user("ok")
+        _age(other.flush(project_dir(homes["claude"], repo) / "5e1f7a2b-0000-4000-8000-000000000002.jsonl"), 7200)
+        _ingest(repo)
+        assert sorted(t.command for t in open_threads(db)) == ["make bench", "pytest tests/test_login.py"]
+
+        # A writer that knows nothing of the cache: the failure is marked passed by plain SQL.
+        w = sqlite3.connect(store_dir(repo) / "lmm.db", isolation_level=None)
+        (eid, data), = w.execute("SELECT id, data FROM episodes WHERE kind = 'session' AND title LIKE 'Speed%'")
+        d = json.loads(data)
+        d["commands"] = [dict(x, failed=False) for x in d["commands"]]
+        w.execute("UPDATE episodes SET data = ? WHERE id = ?", (json.dumps(d), eid))
+        w.close()
+        assert [t.command for t in open_threads(db)] == ["pytest tests/test_login.py"]
+
+        # Forgotten in another process: gone from this reader's answer too.
+        login = next(e["id"] for e in _sessions(repo) if e["title"].startswith("Make the login"))
+        lmm("forget", "--repo", str(repo), str(login))
+        assert open_threads(db) == []
+    finally:
+        db.close()
 
 
 # ---------------------------------------------------------------------------------------------
