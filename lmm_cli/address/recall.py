@@ -468,16 +468,25 @@ class Recaller:
             top = np.argsort(-s, kind="stable")[:300]
             hits = [(int(self._dense.rows[i]), float(s[i])) for i in top]
         out: dict[str, float] = {}
+        # The episodes among the hits, their rows and files read in two statements, not two each.
+        eids = sorted({ref for ref in (self._dense_refs[pos] for pos, _ in hits) if isinstance(ref, int)})
+        rows: dict[int, Any] = {}  # an episode forgotten since the index was read: None, as before
+        files: dict[int, list[str]] = defaultdict(list)
+        if eids:
+            q = ",".join("?" * len(eids))
+            rows = {r["id"]: r for r in self.db.execute(
+                f"SELECT id, kind, source, title, body, ts FROM episodes WHERE id IN ({q})", eids)}
+            for eid, p in self.db.execute(
+                    f"SELECT episode_id, path FROM episode_files WHERE episode_id IN ({q}) ORDER BY rowid", eids):
+                files[eid].append(p)
         for pos, cos in hits:
             ref = self._dense_refs[pos]
             ev.dense_best = max(ev.dense_best, cos)
             if isinstance(ref, int):  # a commit, note or session turn: its files inherit part of the similarity
                 if ref not in ev.episodes:
-                    row = self.db.execute(
-                        "SELECT id, kind, source, title, body, ts FROM episodes WHERE id = ?", (ref,)).fetchone()
-                    ev.episodes[ref] = (0.0, row)
+                    ev.episodes[ref] = (0.0, rows.get(ref))
                 ev.episode_cos[ref] = max(ev.episode_cos.get(ref, 0.0), cos)
-                for (p,) in self.db.execute("SELECT path FROM episode_files WHERE episode_id = ?", (ref,)):
+                for p in files.get(ref, ()):
                     cur = self.current_path(p)
                     if cur is not None:
                         out[cur] = max(out.get(cur, 0.0), 0.8 * cos)
