@@ -484,7 +484,8 @@ class Recaller:
             ev.dense_best = max(ev.dense_best, cos)
             if isinstance(ref, int):  # a commit, note or session turn: its files inherit part of the similarity
                 if ref not in ev.episodes:
-                    ev.episodes[ref] = (0.0, rows.get(ref))
+                    row: Any = rows.get(ref)
+                    ev.episodes[ref] = (0.0, row)
                 ev.episode_cos[ref] = max(ev.episode_cos.get(ref, 0.0), cos)
                 for p in files.get(ref, ()):
                     cur = self.current_path(p)
