@@ -97,6 +97,7 @@ def open_threads(db: sqlite3.Connection, *, since: float | None = None) -> list[
 
 
 def _cached(db: sqlite3.Connection) -> list[Thread]:
+    from ..store.state import read_json
     from ..store.tx import transaction
 
     row = db.execute("SELECT value FROM state WHERE key = 'sessions_gen'").fetchone()
@@ -108,13 +109,11 @@ def _cached(db: sqlite3.Connection) -> list[Thread]:
     if memo is not None:
         return list(memo)
     threads: list[Thread] | None = None
-    got = db.execute("SELECT value FROM state WHERE key = ?", (CACHE_KEY,)).fetchone()
-    if got is not None:
+    data = read_json(db, CACHE_KEY)
+    if data is not None and data.get("gen") == gen and data.get("version") == _CACHE_VERSION:
         try:
-            data = json.loads(got[0])
-            if data.get("gen") == gen and data.get("version") == _CACHE_VERSION:
-                threads = [Thread(**t) for t in data["threads"]]
-        except (TypeError, ValueError, KeyError, AttributeError):
+            threads = [Thread(**t) for t in data["threads"]]
+        except (TypeError, KeyError):
             threads = None
     if threads is None:
         threads = _compute(db)

@@ -367,3 +367,15 @@ def m008_sessions_generation(db: sqlite3.Connection) -> None:
     db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('sessions_gen',"
                " CAST(abs(random() % 1000000000000) AS TEXT))")
 
+
+
+@migration
+def m009_sessions_generation_columns(db: sqlite3.Connection) -> None:
+    """m008's update trigger fires only for the columns a cache keyed on ``sessions_gen`` reads
+    (kind, source, ts, title, data, valid_to): a salience rescore, a recall count or, later, decay
+    touches every episode and would otherwise throw the open threads away each time."""
+    bump = ("INSERT INTO state (key, value) VALUES ('sessions_gen', '1') ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+    db.execute("DROP TRIGGER IF EXISTS sessions_gen_update")
+    db.execute(f"CREATE TRIGGER sessions_gen_update AFTER UPDATE OF kind, source, ts, title, data, valid_to"
+               f" ON episodes WHEN OLD.kind = 'session' OR NEW.kind = 'session' BEGIN {bump}; END")

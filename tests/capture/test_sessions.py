@@ -477,8 +477,13 @@ def test_open_threads_cache_follows_every_change_to_the_turns(tmp_path: Path, ho
         _ingest(repo)
         assert sorted(t.command for t in open_threads(db)) == ["make bench", "pytest tests/test_login.py"]
 
-        # A writer that knows nothing of the cache: the failure is marked passed by plain SQL.
+        # A rescore of every turn's salience changes nothing the threads read: the cache stays valid.
         w = sqlite3.connect(store_dir(repo) / "lmm.db", isolation_level=None)
+        gen = w.execute("SELECT value FROM state WHERE key = 'sessions_gen'").fetchone()
+        w.execute("UPDATE episodes SET salience = 0.9 WHERE kind = 'session'")
+        assert w.execute("SELECT value FROM state WHERE key = 'sessions_gen'").fetchone() == gen
+
+        # A writer that knows nothing of the cache: the failure is marked passed by plain SQL.
         (eid, data), = w.execute("SELECT id, data FROM episodes WHERE kind = 'session' AND title LIKE 'Speed%'")
         d = json.loads(data)
         d["commands"] = [dict(x, failed=False) for x in d["commands"]]
