@@ -577,7 +577,7 @@ def _answer(ws: Workspace, db: sqlite3.Connection, recaller: Any, query: str, *,
     from .privacy.output import clean_data
 
     rec = recaller.recall(query, k_files=k)
-    brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget)
+    brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget, memo=getattr(recaller, "memo", None))
     out = rec.as_dict()
     out["facts"] = []
     out["brief"] = brief
@@ -856,8 +856,10 @@ class Memory:
     def _warm(self) -> tuple[Workspace, sqlite3.Connection, Any]:
         from .address.dense import stored_encoder
         from .address.recall import Recaller
+        from .repo import keep_object_checker
 
         ws = self.workspace()
+        keep_object_checker(ws.repo.root, ws.repo.common_dir)  # one git answers every recall's commit check
         if self._db is None:
             self._db = ws.connect(shared=True)
         db = self._db
@@ -869,6 +871,10 @@ class Memory:
             _ensure_indexed(ws, db)
             if self._encoder is None:
                 self._encoder = query_encoder(ws, stored_encoder(db, ws.config().models.encoder))
+                if self._encoder is not None:
+                    from .embed.encoder import keep_one_blas_thread
+
+                    keep_one_blas_thread()  # recall's SQL has the other core (see Recaller.channel_scores)
             self._recaller = Recaller(db, ws.repo.root, encoder=self._encoder)
             self._version = db.execute("PRAGMA data_version").fetchone()[0]
         return ws, db, self._recaller
@@ -907,11 +913,15 @@ class Memory:
             return session_context(self.workspace(), budget=budget) or "No memory of this repository yet."
 
     def close(self) -> None:
+        from .repo import drop_object_checker
+
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
             self._recaller = None
+            if self._ws is not None:
+                drop_object_checker(self._ws.repo.root)
 
 
 def install_hooks(ws: Workspace) -> list[Any]:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BareRepository, LmmError, NotARepository
 
-__all__ = ["Repo", "discover", "git_env", "run_git", "popen_git", "store_dir_for", "GitError"]
+__all__ = ["Repo", "discover", "git_env", "run_git", "popen_git", "store_dir_for", "GitError",
+           "ObjectChecker", "object_checker", "keep_object_checker", "drop_object_checker"]
 
 # Variables git sets for hooks that would redirect a child git to the wrong repository or index.
 _GIT_SCOPED = (
@@ -89,6 +93,130 @@ def popen_git(cwd: Path | None, *args: str, **kwargs: Any) -> subprocess.Popen[b
         return subprocess.Popen(["git", *args], cwd=cwd, env=git_env(), **kwargs)
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
+
+
+class ObjectChecker:
+    """Asks one long-lived ``git cat-file --batch-check`` what objects are, so that a warm caller
+    (the MCP server) does not start a git for each recall's question "does git still have these
+    commits?" (5 ms a time).
+
+    Git looks a loose object up on disk at each question, so a pruned loose object is seen at once;
+    packs it reads at its start. So the process is started again whenever the pack folder changes
+    (a gc, a repack, a fetch), and after ``MAX_AGE`` seconds in any case. ``lines`` answers None when
+    the process cannot: the caller then asks a git of its own, as before."""
+
+    MAX_AGE = 120.0
+    TIMEOUT = 10.0
+
+    def __init__(self, root: Path, pack_dir: Path) -> None:
+        self.root = root
+        self.pack_dir = pack_dir
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stamp: int | None = None
+        self._started = 0.0
+        self._buf = b""
+
+    def _pack_stamp(self) -> int | None:
+        try:
+            return self.pack_dir.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._stop()
+        self._stamp = self._pack_stamp()
+        self._proc = popen_git(self.root, "cat-file", "--batch-check", stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._started = time.monotonic()
+        self._buf = b""
+        return self._proc
+
+    def _stop(self) -> None:
+        p, self._proc = self._proc, None
+        if p is None:
+            return
+        try:
+            if p.stdin:
+                p.stdin.close()
+            p.wait(timeout=1)
+        except (OSError, subprocess.TimeoutExpired):
+            p.kill()
+            p.wait()
+        finally:
+            if p.stdout:
+                p.stdout.close()
+
+    def _read_lines(self, p: subprocess.Popen[bytes], n: int) -> list[bytes] | None:
+        assert p.stdout is not None
+        fd = p.stdout.fileno()
+        deadline = time.monotonic() + self.TIMEOUT
+        while self._buf.count(b"\n") < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n", n)
+        return lines
+
+    def lines(self, names: list[str]) -> list[str] | None:
+        """git's answer for each of ``names`` (object ids; no newlines), one line each, in order:
+        ``<id> <type> <size>`` or ``<id> missing``. None when git could not be asked."""
+        if not names:
+            return []
+        with self._lock:
+            for _ in range(2):  # a process that died (or was told about a gc) is started once more
+                p = self._proc
+                try:
+                    if (p is None or p.poll() is not None or self._pack_stamp() != self._stamp
+                            or time.monotonic() - self._started > self.MAX_AGE):
+                        p = self._start()
+                    assert p.stdin is not None
+                    out: list[bytes] = []
+                    for i in range(0, len(names), 256):  # never more in the pipes than they hold
+                        batch = names[i:i + 256]
+                        p.stdin.write(("\n".join(batch) + "\n").encode())
+                        p.stdin.flush()
+                        got = self._read_lines(p, len(batch))
+                        if got is None:
+                            raise OSError("git cat-file did not answer")
+                        out += got
+                    return [ln.decode("utf-8", "replace") for ln in out]
+                except (OSError, ValueError, GitError):
+                    self._stop()
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+
+_CHECKERS: dict[Path, ObjectChecker] = {}
+_CHECKERS_LOCK = threading.Lock()
+
+
+def keep_object_checker(root: Path, common_dir: Path) -> ObjectChecker:
+    """Keep an :class:`ObjectChecker` for ``root`` for this process (a long-lived caller does this):
+    ``object_checker(root)`` then finds it. A short-lived command asks a git of its own instead."""
+    with _CHECKERS_LOCK:
+        chk = _CHECKERS.get(root)
+        if chk is None:
+            chk = _CHECKERS[root] = ObjectChecker(root, common_dir / "objects" / "pack")
+        return chk
+
+
+def object_checker(root: Path) -> ObjectChecker | None:
+    return _CHECKERS.get(root)
+
+
+def drop_object_checker(root: Path) -> None:
+    with _CHECKERS_LOCK:
+        chk = _CHECKERS.pop(root, None)
+    if chk is not None:
+        chk.close()
 
 
 @dataclass(frozen=True)

@@ -43,16 +43,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..repo import GitError, run_git
+from ..repo import GitError, object_checker, run_git
 from ..store.activity import recent as recent_activity
 from ..text import query_phrases, query_terms
 from .intent import (
@@ -81,6 +82,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 MAX_SESSIONS = 3  # session turns an answer quotes at most
 SESSION_ROWS = 100  # session turns the history channel reads at most, besides its 200 commits and notes
+DENSE_EPISODES_KEPT = 20_000  # episodes (row and files) a Recaller keeps between queries at most
 NAMED = 1e6  # the evidence score of a commit the task names: listed before any matched one
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
@@ -100,18 +102,22 @@ _LEADING_TEXT = ("//", "/*", "*", "#[", "#!", "@", "[")
 
 def missing_commits(root: Path, shas: Iterable[str]) -> set[str]:
     """The commits among ``shas`` (full object ids) that git no longer has: reset away and pruned,
-    or never fetched here. One ``git cat-file --batch-check`` for all of them. When git cannot
-    answer, every one counts as missing: a citation that cannot be checked is not made."""
+    or never fetched here. One ``git cat-file --batch-check`` for all of them (the long-lived one a
+    warm caller keeps, where there is one). When git cannot answer, every one counts as missing: a
+    citation that cannot be checked is not made."""
     want = list(dict.fromkeys(shas))
     ask = [s for s in want if _OBJECT_ID.fullmatch(s)]
     missing = set(want) - set(ask)
     if not ask:
         return missing
-    try:
-        out = run_git(root, "cat-file", "--batch-check", input=("\n".join(ask) + "\n").encode())
-    except (GitError, OSError):
-        return set(want)
-    lines = out.decode("utf-8", "replace").splitlines()
+    checker = object_checker(root)
+    lines = checker.lines(ask) if checker is not None else None
+    if lines is None:
+        try:
+            out = run_git(root, "cat-file", "--batch-check", input=("\n".join(ask) + "\n").encode())
+        except (GitError, OSError):
+            return set(want)
+        lines = out.decode("utf-8", "replace").splitlines()
     if len(lines) != len(ask):
         return set(want)
     for sha, line in zip(ask, lines):
@@ -230,6 +236,32 @@ def _store_folder(db: sqlite3.Connection) -> Path | None:
     return None
 
 
+def _meanwhile(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Start ``fn(*args)`` on a thread of its own; the callable returned waits for its result (or
+    raises what it raised)."""
+    import threading
+
+    out: list[Any] = []
+
+    def work() -> None:
+        try:
+            out.append((True, fn(*args)))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            out.append((False, e))
+
+    t = threading.Thread(target=work, name="lmm-recall", daemon=True)
+    t.start()
+
+    def wait() -> Any:
+        t.join()
+        ok, value = out[0]
+        if not ok:
+            raise value
+        return value
+
+    return wait
+
+
 def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
@@ -274,6 +306,9 @@ class Recaller:
         self._files: set[str] | None = None
         self._has_sessions: bool | None = None
         self._renames: dict[str, str] | None = None
+        self._current: dict[str, str | None] = {}  # current_path's answers
+        self._side: sqlite3.Connection | bool | None = None  # _side_db's connection; False: none
+        self._dense_episodes: dict[int, tuple[Any, list[str]]] = {}  # id → (row, files), as read
         self._dense: Any = None
         self._dense_refs: list[tuple[str, str | None, int, int] | int] = []
         self._dense_chunks = 0
@@ -281,6 +316,9 @@ class Recaller:
         self._by_name: dict[str, list[str]] | None = None
         self._tests_by_key: dict[str, list[str]] | None = None
         self._defs: dict[str, dict[str, list[tuple[int, int]]]] = {}  # path → name → [(line, end)]
+        # What is the same for every query while the store is (a file's co-changes, its fixes):
+        # a Recaller lives no longer than the store it read stays unchanged.
+        self.memo: dict[tuple[str, str], Any] = {}
 
     # -- shared lookups ---------------------------------------------------------------------
     def _before(self, alias: str = "e") -> str:
@@ -316,16 +354,24 @@ class Recaller:
 
     def current_path(self, path: str) -> str | None:
         """The path a file has now, following renames recorded in history; None if it is gone."""
+        try:
+            return self._current[path]  # asked for tens of thousands of times a recall
+        except KeyError:
+            pass
+        asked, now = path, None
         if path in self.files:
-            return path
-        renames = self._rename_map()
-        seen = set()
-        while path in renames and path not in seen:
-            seen.add(path)
-            path = renames[path]
-            if path in self.files:
-                return path
-        return None
+            now = path
+        else:
+            renames = self._rename_map()
+            seen = set()
+            while path in renames and path not in seen:
+                seen.add(path)
+                path = renames[path]
+                if path in self.files:
+                    now = path
+                    break
+        self._current[asked] = now
+        return now
 
     def definition_line(self, path: str, symbol: str, start: int, end: int) -> int:
         """The line to cite for ``symbol`` found in the chunk ``start``..``end`` of ``path``: the line
@@ -399,26 +445,56 @@ class Recaller:
         ).fetchall()
         return {path: s for path, s in rows}
 
-    def _history(self, terms: list[str], phrases: list[str], ev: _Evidence) -> dict[str, float]:
+    def _history_rows(self, db: sqlite3.Connection, terms: list[str], phrases: list[str],
+                      sessions: bool) -> tuple[list[sqlite3.Row], dict[int, list[str]]]:
+        """The episodes the history channel ranks, and their files: by BM25, the best 200 commits
+        and notes, and apart (so that many session turns never crowd commits out) the best session
+        turns."""
+        files: dict[int, list[str]] = defaultdict(list)
         if not terms:
-            return {}
+            return [], files
         sql = ("SELECT e.id, e.kind, e.source, e.title, e.body, e.ts, -bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) AS s"
                " FROM episodes_fts JOIN episodes e ON e.id = episodes_fts.rowid"
                " WHERE episodes_fts MATCH ? AND e.valid_to IS NULL AND e.kind IN {}" + self._before() +
-               " ORDER BY bm25(episodes_fts, 4.0, 1.5, 2.0, 2.0, 0.3, 1.0) LIMIT ?")
+               " ORDER BY s DESC LIMIT ?")
         match = fts_query(terms, phrases)
-        rows = self.db.execute(sql.format("('commit', 'note')"), (match, 200)).fetchall()
-        if self.has_sessions:  # apart, so that many session turns never crowd commits out of the top 200
-            rows += self.db.execute(sql.format("('session')"), (match, SESSION_ROWS)).fetchall()
+        rows = db.execute(sql.format("('commit', 'note')"), (match, 200)).fetchall()
+        if sessions:
+            rows += db.execute(sql.format("('session')"), (match, SESSION_ROWS)).fetchall()
+        if rows:
+            ids = [r["id"] for r in rows]
+            q = ",".join("?" * len(ids))
+            for eid, path in db.execute(f"SELECT episode_id, path FROM episode_files WHERE episode_id IN ({q})", ids):
+                files[eid].append(path)
+        return rows, files
+
+    def _side_db(self) -> sqlite3.Connection | None:
+        """A second, read-only connection to the store: the history channel's queries run on it on
+        another thread while this one encodes the query. None where there can be none: an
+        in-memory store, or this connection in the middle of a write the other would not see."""
+        if self.db.in_transaction or self._side is False:
+            return None
+        if self._side is None:
+            self._side = False
+            try:
+                file = next((f for _s, name, f in self.db.execute("PRAGMA database_list") if name == "main"), "")
+                if file:
+                    from urllib.parse import quote
+
+                    side = sqlite3.connect(f"file:{quote(file)}?mode=ro", uri=True, check_same_thread=False)
+                    side.row_factory = self.db.row_factory
+                    self._side = side
+            except sqlite3.Error:
+                pass
+        return self._side if isinstance(self._side, sqlite3.Connection) else None
+
+    def _history(self, terms: list[str], phrases: list[str], ev: _Evidence,
+                 found: tuple[list[sqlite3.Row], dict[int, list[str]]] | None = None) -> dict[str, float]:
+        rows, files = found if found is not None else self._history_rows(self.db, terms, phrases, self.has_sessions)
         if not rows:
             return {}
         for r in rows:
             ev.episodes[r["id"]] = (r["s"], r)
-        ids = [r["id"] for r in rows]
-        files: dict[int, list[str]] = defaultdict(list)
-        q = ",".join("?" * len(ids))
-        for eid, path in self.db.execute(f"SELECT episode_id, path FROM episode_files WHERE episode_id IN ({q})", ids):
-            files[eid].append(path)
         out: dict[str, float] = defaultdict(float)
         for r in rows:
             paths = files.get(r["id"], [])
@@ -448,46 +524,64 @@ class Recaller:
         self._dense = DenseIndex.load(self.db, self.encoder.id, hashes)
         self._dense_chunks = len(chunks)  # positions from here on are episodes
 
-    def _dense_channel(self, query: str, ev: _Evidence) -> dict[str, float]:
-        if self.encoder is None:
-            return {}
-        if self._dense is None:
-            self._load_dense()
+    def _query_vectors(self, query: str) -> tuple[Any, Any]:
+        """The query's vectors: the one code chunks meet and the one episodes meet. The repository
+        adapter maps a task towards this repository's code: code meets the adapted vector, episodes
+        (commit messages, notes, prompts: text like the task) the base one. No adapter: (v, None)."""
         both = getattr(self.encoder, "encode_both", None)
         if both is None:
-            hits = self._dense.search(self.encoder.encode([query])[0], 300)
-        else:
-            # The repository adapter maps a task towards this repository's code: code chunks meet the
-            # adapted vector, episodes (commit messages, notes, prompts: text like the task) the base one.
-            import numpy as np
+            return self.encoder.encode([query])[0], None
+        adapted, base = both([query])
+        return adapted[0], base[0]
 
-            adapted, base = both([query])
-            s = self._dense.scores(adapted[0])
-            episode = self._dense.rows >= self._dense_chunks
-            s = np.where(episode, self._dense.scores(base[0]), s)
-            top = np.argsort(-s, kind="stable")[:300]
-            hits = [(int(self._dense.rows[i]), float(s[i])) for i in top]
+    def _dense_hits(self, query: str) -> list[tuple[int, float]]:
+        """The 300 code chunks and episodes nearest the query: (position, cosine), best first."""
+        if self._dense is None:
+            self._load_dense()
+        code_vec, episode_vec = self._query_vectors(query)
+        if episode_vec is None:
+            return self._dense.search(code_vec, 300)
+        import numpy as np
+
+        s = self._dense.scores(code_vec)
+        episode = self._dense.rows >= self._dense_chunks
+        s = np.where(episode, self._dense.scores(episode_vec), s)
+        top = np.argsort(-s, kind="stable")[:300]
+        return [(int(self._dense.rows[i]), float(s[i])) for i in top]
+
+    def _dense_channel(self, query: str, ev: _Evidence,
+                       hits: list[tuple[int, float]] | None = None) -> dict[str, float]:
+        if self.encoder is None:
+            return {}
+        if hits is None:
+            hits = self._dense_hits(query)
         out: dict[str, float] = {}
-        # The episodes among the hits, their rows and files read in two statements, not two each.
-        eids = sorted({ref for ref in (self._dense_refs[pos] for pos, _ in hits) if isinstance(ref, int)})
-        rows: dict[int, Any] = {}  # an episode forgotten since the index was read: None, as before
-        files: dict[int, list[str]] = defaultdict(list)
+        # The episodes among the hits, their rows and files: kept from earlier queries (the store
+        # has not changed while this Recaller lives), the others read in two statements.
+        known = self._dense_episodes
+        eids = sorted({ref for ref in (self._dense_refs[pos] for pos, _ in hits)
+                       if isinstance(ref, int) and ref not in known})
         if eids:
+            if len(known) + len(eids) > DENSE_EPISODES_KEPT:
+                known.clear()
             q = ",".join("?" * len(eids))
-            rows = {r["id"]: r for r in self.db.execute(
+            got = {r["id"]: r for r in self.db.execute(
                 f"SELECT id, kind, source, title, body, ts FROM episodes WHERE id IN ({q})", eids)}
+            got_files: dict[int, list[str]] = defaultdict(list)
             for eid, p in self.db.execute(
                     f"SELECT episode_id, path FROM episode_files WHERE episode_id IN ({q}) ORDER BY rowid", eids):
-                files[eid].append(p)
+                got_files[eid].append(p)
+            for eid in eids:  # an episode forgotten since the index was read: None, as before
+                known[eid] = (got.get(eid), got_files.get(eid, []))
         for pos, cos in hits:
             ref = self._dense_refs[pos]
             ev.dense_best = max(ev.dense_best, cos)
             if isinstance(ref, int):  # a commit, note or session turn: its files inherit part of the similarity
+                row, paths = known[ref]
                 if ref not in ev.episodes:
-                    row: Any = rows.get(ref)
                     ev.episodes[ref] = (0.0, row)
                 ev.episode_cos[ref] = max(ev.episode_cos.get(ref, 0.0), cos)
-                for p in files.get(ref, ()):
+                for p in paths:
                     cur = self.current_path(p)
                     if cur is not None:
                         out[cur] = max(out.get(cur, 0.0), 0.8 * cos)
@@ -503,15 +597,17 @@ class Recaller:
     def _cochange(self, seeds: list[str], ev: _Evidence) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float)
         for seed in seeds:
-            rows = self.db.execute(
-                "SELECT f2.path, count(*) FROM episode_files f1"
-                " JOIN episodes e ON e.id = f1.episode_id AND e.kind = 'commit' AND e.valid_to IS NULL" + self._before() +
-                " JOIN episode_files f2 ON f2.episode_id = f1.episode_id AND f2.path != f1.path"
-                " WHERE f1.path = ? AND e.id IN (SELECT episode_id FROM episode_files WHERE path = ?"
-                "   ORDER BY episode_id DESC LIMIT 200)"
-                " GROUP BY f2.path ORDER BY count(*) DESC LIMIT 20",
-                (seed, seed),
-            ).fetchall()
+            rows = self.memo.get(("cochange", seed))
+            if rows is None:
+                rows = self.memo[("cochange", seed)] = self.db.execute(
+                    "SELECT f2.path, count(*) FROM episode_files f1"
+                    " JOIN episodes e ON e.id = f1.episode_id AND e.kind = 'commit' AND e.valid_to IS NULL" + self._before() +
+                    " JOIN episode_files f2 ON f2.episode_id = f1.episode_id AND f2.path != f1.path"
+                    " WHERE f1.path = ? AND e.id IN (SELECT episode_id FROM episode_files WHERE path = ?"
+                    "   ORDER BY episode_id DESC LIMIT 200)"
+                    " GROUP BY f2.path ORDER BY count(*) DESC LIMIT 20",
+                    (seed, seed),
+                ).fetchall()
             for path, n in rows:
                 cur = self.current_path(path)
                 if cur is None or cur in seeds:
@@ -678,6 +774,28 @@ class Recaller:
             if cur:
                 recency[cur] = recency.get(cur, 0.0) + 3.0 * w
 
+    def _query_channels(self, query: str, head: str, ev: _Evidence, reuse: dict[str, dict[str, float]] | None,
+                        side: sqlite3.Connection | None) -> dict[str, dict[str, float]]:
+        """The lexical, names, history and dense channels. ``side``: a second connection, on which
+        the history channel's SQL (SQLite lets go of the GIL as it works) runs on a thread of its
+        own while this one encodes the query."""
+        hits = None
+        if reuse is None:
+            terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
+            history = None
+            if side is not None:
+                history = _meanwhile(self._history_rows, side, terms, phrases, self.has_sessions)
+                hits = self._dense_hits(head)
+            ch: dict[str, dict[str, float]] = {
+                "lexical": _normalise(self._lexical(terms, phrases, ev)),
+                "names": _normalise(self._names(terms, phrases, ev)),
+                "history": _normalise(self._history(terms, phrases, ev, history() if history else None)),
+            }
+        else:
+            ch = {c: reuse[c] for c in ("lexical", "names", "history")}
+        ch["dense"] = _normalise(self._dense_channel(head, ev, hits))
+        return ch
+
     def channel_scores(self, query: str, *, reuse: dict[str, dict[str, float]] | None = None,
                        ) -> tuple[dict[str, dict[str, float]], _Evidence]:
         """Every channel's normalised scores for ``query`` (what fusion and tuning work on).
@@ -688,16 +806,15 @@ class Recaller:
         history and mentions channels are taken as they are (only the encoder changed since)."""
         head = query[:MENTION_CHARS]
         ev = _Evidence()
-        if reuse is None:
-            terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
-            ch: dict[str, dict[str, float]] = {
-                "lexical": _normalise(self._lexical(terms, phrases, ev)),
-                "names": _normalise(self._names(terms, phrases, ev)),
-                "history": _normalise(self._history(terms, phrases, ev)),
-            }
+        side = self._side_db() if (self.encoder is not None and reuse is None
+                                   and (os.cpu_count() or 1) >= 2) else None
+        if side is None:
+            ch = self._query_channels(query, head, ev, reuse, None)
         else:
-            ch = {c: reuse[c] for c in ("lexical", "names", "history")}
-        ch["dense"] = _normalise(self._dense_channel(head, ev))
+            from ..embed.encoder import sharing_cores
+
+            with sharing_cores():  # one core for this thread's products: the other runs the SQL
+                ch = self._query_channels(query, head, ev, reuse, side)
         ch["mentions"] = self._mentions(head, ev) if reuse is None else reuse["mentions"]
         prelim: Counter[str] = Counter()  # float scores: Counter only for most_common()
         for c in QUERY_CHANNELS:

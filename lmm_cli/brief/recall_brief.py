@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from ..address.recall import Recall, SessionHit
 from .render import Citation, Line, Section, Verifier, commits_cited, one_line, render
@@ -91,8 +92,19 @@ def _threads(db: sqlite3.Connection, rec: Recall) -> Section:
                             or top.intersection(t.files)], limit=4)
 
 
-def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int = DEFAULT_BUDGET) -> tuple[str, int]:
+def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int = DEFAULT_BUDGET,
+                 memo: dict[tuple[str, str], Any] | None = None) -> tuple[str, int]:
+    """The cited markdown brief for ``rec`` and its token count. ``memo``: the Recaller's, which
+    keeps what does not depend on the query (a file's fixes) while the store is unchanged."""
     from .tokens import count_tokens
+
+    def fixes_of(path: str) -> list[sqlite3.Row]:
+        if memo is None:
+            return _fixes(db, path)
+        rows = memo.get(("fixes", path))
+        if rows is None:
+            rows = memo[("fixes", path)] = _fixes(db, path)
+        return rows
 
     where = Section("Where to look")
     for f in rec.files[:8]:
@@ -114,7 +126,7 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
         happened.lines.append(Line(f"{n.date} note: {' '.join(n.text.split())[:200]}",
                                    [Citation("note", str(n.id), label=f"note {n.date}")]))
     threads = _threads(db, rec) if rec.relevant else Section("Open threads")
-    fixes = {f.path: _fixes(db, f.path) for f in rec.files[:6]}
+    fixes = {f.path: fixes_of(f.path) for f in rec.files[:6]}
     verifier = Verifier(db, root, known=rec.in_git)
     # One question to git for every commit this brief could cite; the fixes it no longer has are
     # left out of the counts and the citations.

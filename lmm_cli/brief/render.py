@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,12 @@ def commits_cited(sections: Iterable[Section]) -> list[str]:
     return list(dict.fromkeys(c.ref for s in sections for ln in s.lines for c in ln.cites if c.kind == "commit"))
 
 
+# Line counts of files read, by (resolved path, mtime, size, inode): a warm caller's next brief
+# cites mostly the same files.
+_LINES: dict[tuple[str, int, int, int], int] = {}
+_LINES_KEPT = 4096
+
+
 class Verifier:
     """Checks citations against the store, git and the working tree, caching what it learns."""
 
@@ -82,6 +89,7 @@ class Verifier:
         self.db = db
         self.root = root
         self._lines: dict[str, int | None] = {}
+        self._root: Path | None = None  # the root, resolved once
         self._in_git: dict[str, bool] = dict(known or {})  # sha → git has it, as asked moments ago
 
     def check_commits(self, shas: Iterable[str]) -> set[str]:
@@ -98,17 +106,33 @@ class Verifier:
 
     def _file_lines(self, path: str) -> int | None:
         if path not in self._lines:
-            p = (self.root / path)
-            try:
-                resolved = p.resolve()
-                if self.root.resolve() not in resolved.parents or not p.is_file():
-                    self._lines[path] = None
-                else:
-                    with open(p, "rb") as f:
-                        self._lines[path] = f.read().count(b"\n") + 1
-            except OSError:
-                self._lines[path] = None
+            self._lines[path] = self._count_lines(path)
         return self._lines[path]
+
+    def _count_lines(self, path: str) -> int | None:
+        """How many lines the file at ``path`` has now; None when it is not a file inside the root
+        (gone, a folder, a link out of the repository). A file read once is read again only when
+        its size, time or inode has changed."""
+        try:
+            if self._root is None:
+                self._root = self.root.resolve()
+            resolved = (self.root / path).resolve()
+            if self._root not in resolved.parents:
+                return None
+            st = resolved.stat()
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            key = (str(resolved), st.st_mtime_ns, st.st_size, st.st_ino)
+            n = _LINES.get(key)
+            if n is None:
+                with open(resolved, "rb") as f:
+                    n = f.read().count(b"\n") + 1
+                if len(_LINES) >= _LINES_KEPT:
+                    _LINES.clear()
+                _LINES[key] = n
+            return n
+        except OSError:
+            return None
 
     def ok(self, c: Citation) -> bool:
         if c.kind == "commit":

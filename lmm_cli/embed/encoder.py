@@ -21,13 +21,15 @@ Nothing heavy is imported at module level: numpy and the rest load when a model 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -339,6 +341,8 @@ def _blas_threads(limit: int) -> Any:
     import contextlib
 
     global _LIMITER
+    if _ONE_THREAD is not None:
+        return contextlib.nullcontext()
     if _LIMITER is None:
         _LIMITER = _make_limiter()
     return _LIMITER(limit) if _LIMITER is not False else contextlib.nullcontext()
@@ -347,12 +351,72 @@ def _blas_threads(limit: int) -> Any:
 _LIMITER: Any = None
 
 
-def _small_threads() -> int:
-    """BLAS threads for a small batch (a query): two when the machine has a core to spare by the
-    last minute's load average (a query then takes about 70% of the time), else one. Threads that
-    wait for a busy core cost far more than they save (see _blas_threads)."""
+_SHARING = threading.local()
+
+
+_ONE_THREAD: Any = None  # keep_one_blas_thread's limit, held for the life of the process
+
+
+@contextlib.contextmanager
+def sharing_cores() -> Iterator[None]:
+    """Within it, this process does other work on another core at the same time (recall's SQL runs
+    meanwhile), so every product runs on one BLAS thread: a second one would take that core, and
+    OpenBLAS's idle threads spin on it for a while after each product."""
+    _SHARING.on = True
     try:
-        spare = (os.cpu_count() or 1) - os.getloadavg()[0]
+        with _blas_threads(1):
+            yield
+    finally:
+        _SHARING.on = False
+
+
+def keep_one_blas_thread() -> None:
+    """From now on BLAS runs on one thread in this process, for good: for a long-lived server whose
+    recalls run their SQL on the other core meanwhile. Going from one thread to two and back at
+    each recall wakes OpenBLAS's idle threads, which then spin on that core for a while (measured:
+    the SQL of the next recall took 1.6 times as long)."""
+    global _ONE_THREAD
+    if _ONE_THREAD is None:
+        limit = _blas_threads(1)
+        limit.__enter__()
+        _ONE_THREAD = limit
+
+
+def _running_elsewhere() -> int | None:
+    """How many threads of other processes are running this instant, where Linux says (None
+    elsewhere): all running threads (/proc/loadavg) less this process's own, which include BLAS
+    threads still spinning after the last product."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+        own = 0
+        for task in os.scandir("/proc/self/task"):
+            try:
+                with open(f"{task.path}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:  # a thread that has just ended
+                continue
+            if stat[stat.rindex(b")") + 2:][:1] == b"R":
+                own += 1
+        return max(0, running - own)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _small_threads() -> int:
+    """BLAS threads for a small batch (a query): two when a core is free besides this thread's (a
+    query then takes about 70% of the time), else one. Threads that wait for a busy core cost far
+    more than they save (see _blas_threads). Where Linux says what other processes run this
+    instant, that decides; elsewhere the last minute's load average, which counts this process's
+    own work too, must leave a core and a half."""
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or _ONE_THREAD is not None or getattr(_SHARING, "on", False):
+        return 1
+    others = _running_elsewhere()
+    if others is not None:
+        return 2 if cpus - others >= 2 else 1
+    try:
+        spare = cpus - os.getloadavg()[0]
     except (OSError, AttributeError):  # no load average on this platform
         return 1
     return 2 if spare >= 1.5 else 1

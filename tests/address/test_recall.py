@@ -153,3 +153,47 @@ def test_brief_write_is_idempotent_and_keeps_human_text(story: Path, tmp_path: P
     assert target.read_bytes().endswith(b"\nMore human text after.\n")
     text = lmm("brief", "--repo", str(story), "--budget", "500").stdout
     assert_citations_exist(story, text)
+
+
+def test_the_channels_are_the_same_whether_the_history_sql_runs_beside_the_encoder_or_not(
+        story: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two cores the history channel's SQL runs on a second connection, on a thread of its own,
+    while the query is encoded. What recall finds must not depend on it, and a write this
+    connection has not committed yet (which the second connection cannot see) must still count."""
+    import os
+
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.address.recall import Recaller
+    from lmm_cli.store.episodes import Episode, FileChange, insert_episode
+    from lmm_cli.workspace import open_workspace
+
+    repo = _tell_story(tmp_path / "repo")  # the same story, embedded (the module's store is not)
+    lmm("ingest", "--repo", str(repo), embed=True)
+    ws = open_workspace(repo)
+    db = ws.connect()
+    try:
+        encoder = stored_encoder(db, ws.config().models.encoder)
+        assert encoder is not None
+        queries = ["invoice total rounding", "why was redis dropped", "login password reset", "upload retry"]
+        beside = Recaller(db, repo, encoder=encoder)
+        assert beside._side_db() is not None  # the two-thread path is the one taken here
+        two = [beside.channel_scores(q) for q in queries]
+        monkeypatch.setattr(os, "cpu_count", lambda: 1)
+        one = [Recaller(db, repo, encoder=encoder).channel_scores(q) for q in queries]
+        for (ch2, ev2), (ch1, ev1) in zip(two, one):
+            assert ch2 == ch1 and ch2["history"] and ch2["dense"]
+            assert {k: s for k, (s, _row) in ev2.episodes.items()} == {k: s for k, (s, _row) in ev1.episodes.items()}
+        monkeypatch.undo()
+
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            eid = insert_episode(db, Episode(
+                kind="note", source="note:uncommitted", ts=2e9, title="the zebra quota lives in the invoice module",
+                body="", files=[FileChange(path="src/billing/invoice.py", status="N", added=None, deleted=None)],
+                provenance={"capture": "test"}))
+            ch, ev = Recaller(db, repo, encoder=encoder).channel_scores("zebra quota")
+            assert eid in ev.episodes and ev.episodes[eid][0] > 0 and "src/billing/invoice.py" in ch["history"]
+        finally:
+            db.execute("ROLLBACK")
+    finally:
+        db.close()

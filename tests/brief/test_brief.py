@@ -484,3 +484,31 @@ def test_write_section_into_a_missing_folder_is_a_clear_error(tmp_path: Path) ->
     with pytest.raises(BadInput, match="does not exist"):
         write_section(tmp_path / "nope" / "CLAUDE.md", "brief")
     assert not (tmp_path / "nope").exists()
+
+
+def test_token_counts_are_the_tokenizers_own() -> None:
+    """Budgets count with the packaged tokenizer; plain text is counted word by word (each word
+    asked of the tokenizer once). The count must be the tokenizer's for any text: code, prose,
+    brief lines with dashes and quotes, special tokens typed as text, accents, CJK, control
+    characters, very long words."""
+    import random
+
+    from tokenizers import Tokenizer
+
+    from lmm_cli.brief import tokens
+    from lmm_cli.embed.encoder import packaged_path
+
+    real = Tokenizer.from_file(str(packaged_path() / "tokenizer.json"))
+    real.no_padding()
+    real.no_truncation()
+    root = Path(__file__).resolve().parents[2] / "lmm_cli"
+    texts = [block for f in sorted(root.rglob("*.py")) for block in f.read_text().split("\n\n")]
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(32, 127)] + list("\t\n—–“”‘’…•·éÅ日本\x01\r\u202e")
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(2000)]
+    texts += ["- `src/a.py` — why: “fixed” … twice (`abc1234`)", "x" * 150, "[SEP] and [cls] typed", "naïve café",
+              "a" * 99 + " " + "b" * 100 + " " + "c" * 101, "tab\there\r\nthere"]
+    wrong = [(t, tokens.count_tokens(t), len(real.encode(t, add_special_tokens=False).ids))
+             for t in texts if tokens.count_tokens(t) != len(real.encode(t, add_special_tokens=False).ids)]
+    assert tokens._BY_WORD and not wrong, wrong[:5]
+    assert tokens.count_tokens("") == 0

@@ -167,6 +167,46 @@ def test_missing_commits_and_the_verifier(pruned: dict, tmp_path: Path) -> None:
         db.close()
 
 
+@pytest.mark.parametrize("how", ["gc", "prune"])
+def test_a_warm_memory_stops_citing_a_commit_pruned_while_it_runs(tmp_path: Path, how: str) -> None:
+    """The MCP server keeps one ``git cat-file`` answering for every recall. A commit reset away and
+    pruned while it runs must drop out of the next brief: packed (a gc rewrites the packs, so the
+    answering git is started again) and loose (``git prune`` deletes the object file, which git
+    looks up afresh at each question)."""
+    from lmm_cli.core import Memory
+    from lmm_cli.repo import object_checker
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    commit_file(repo, "src/parser.py", PARSER, "Add header parser")
+    commit_file(repo, "src/parser.py", PARSER + "# fix 0\n", "Fix crash in header parser on empty lines")
+    last = commit_file(repo, "src/parser.py", PARSER + "# fix 0\n# tabs\n", "Fix header parser crash on tabs")
+    lmm("init", "--repo", str(repo), "--no-hooks")
+    if how == "gc":
+        git(repo, "gc", "-q")  # every commit in a pack, which the answering git then holds open
+    memory = Memory(repo)
+    try:
+        before = memory.recall("header parser crash", budget=600)
+        assert last[:7] in short_shas(before["brief"]) and "2 fixes" in before["brief"], before["brief"]
+        assert object_checker(repo) is not None  # the long-lived git answered
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        if how == "gc":
+            git(repo, "gc", "-q", "--prune=now")
+        else:
+            git(repo, "prune", "--expire=now")
+        assert subprocess.run(["git", "cat-file", "-e", last], cwd=repo, capture_output=True).returncode != 0
+        after = memory.recall("header parser crash", budget=600)
+        assert last[:7] not in short_shas(after["brief"]), after["brief"]
+        assert last not in {c["sha"] for c in after["commits"]}
+        assert "1 fix" in after["brief"] and "2 fixes" not in after["brief"], after["brief"]
+        assert_true_citations(repo, after["brief"])
+    finally:
+        memory.close()
+    assert object_checker(repo) is None  # closed with the memory: no git left behind
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Symbol lines name the definition line
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import commit_file, lmm, lmm_json, make_repo
+from conftest import commit_file, git, lmm, lmm_json, make_repo
 
 pytestmark = pytest.mark.anyio
 
@@ -218,3 +218,30 @@ def test_the_warm_memory_answers_from_any_thread(repo: Path) -> None:
         t.join()
     memory.close()
     assert results == ["src/upload/retry.py"] * 3, results
+
+
+def test_the_warm_memory_answers_from_what_was_captured_since_its_last_answer(repo: Path) -> None:
+    """The server keeps what does not depend on the query (a file's fixes, its co-changes) between
+    recalls; a commit captured by another process meanwhile must show in the next answer."""
+    from lmm_cli.core import Memory
+
+    memory = Memory(repo)
+    try:
+        first = memory.recall("upload retry counting", budget=600)
+        assert "1 fix" in first["brief"] and "2 fixes" not in first["brief"], first["brief"]
+        commit_file(repo, "src/upload/retry.py", "def retry_upload(n):\n    return max(n, 3)\n",
+                    "Fix upload retry counting for a zero count")
+        commit_file(repo, "src/upload/backoff.py", "def backoff(n):\n    return 2 ** n\n",
+                    "Add upload backoff")
+        git(repo, "add", "-A")
+        (repo / "src/upload/retry.py").write_text("def retry_upload(n):\n    return max(n, 4)\n")
+        (repo / "src/upload/backoff.py").write_text("def backoff(n):\n    return 3 ** n\n")
+        git(repo, "commit", "-qam", "Tune upload retries and backoff together")
+        lmm("ingest", "--repo", str(repo))  # another process captures them
+        second = memory.recall("upload retry counting", budget=600)
+        assert "2 fixes" in second["brief"], second["brief"]
+        assert any("Fix upload retry counting for a zero count" in c["subject"] for c in second["commits"])
+        again = memory.recall("upload retry counting", budget=600)  # from what it kept: the same answer
+        assert again["brief"] == second["brief"] and again["files"] == second["files"]
+    finally:
+        memory.close()
