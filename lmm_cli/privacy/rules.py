@@ -4,6 +4,7 @@ deliberately leaves out is described there."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -39,7 +40,7 @@ class Rule:
     """
 
     name: str
-    pattern: re.Pattern[str]
+    regex: str
     group: int | str
     description: str
     keywords: tuple[str, ...] = ()
@@ -47,6 +48,12 @@ class Rule:
     skip: Callable[[re.Match[str]], bool] | None = None
     multiline: bool = False
     span: Callable[[re.Match[str]], tuple[int, int] | None] | None = None
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """``regex`` compiled, on first use: compiling all the rules costs every process that
+        imports them ~60 ms (each hook, each command), and most text wakes only a few of them."""
+        return re.compile(self.regex)
 
 
 # --------------------------------------------------------------------------
@@ -709,7 +716,7 @@ def _rule(
     multiline: bool = False,
     span: Callable[[re.Match[str]], tuple[int, int] | None] | None = None,
 ) -> Rule:
-    return Rule(name, re.compile(regex), group, description, keywords, anchor, skip, multiline, span)
+    return Rule(name, regex, group, description, keywords, anchor, skip, multiline, span)
 
 
 # Specific formats first: when two rules find the same span, the earlier one
