@@ -2,14 +2,24 @@
 
 An assistant hook runs before every prompt and at every session's start and end, so ``lmm hook
 EVENT`` goes straight to its handler: importing the CLI (typer, click, rich) costs ~100 ms, which a
-hook would pay each time for nothing. Everything else is the CLI."""
+hook would pay each time for nothing. The hooks that only start a transcript's capture go to
+``serve.capture_hook``, which imports next to nothing. Everything else is the CLI."""
 
 from __future__ import annotations
 
 import sys
 
+# The hooks that only start a transcript's capture, by every name they arrive under.
+_CAPTURE = {"sessionend": "session-end", "precompact": "pre-compact", "stop": "stop"}
+
 
 def run() -> None:
+    capture = _CAPTURE.get(sys.argv[2].replace("-", "").replace("_", "").lower()) if (
+        len(sys.argv) == 3 and sys.argv[1] == "hook") else None
+    if capture:
+        from .serve.capture_hook import main as capture_main  # the session is ending: hand over, return
+
+        sys.exit(capture_main(capture))
     if len(sys.argv) == 3 and sys.argv[1] == "hook" and not sys.argv[2].startswith("-"):
         from .serve.hooks import main as hook_main
 

@@ -167,6 +167,19 @@ def wait_for_drain(repo: Path, timeout: float = 120.0) -> dict:
         time.sleep(0.2)
 
 
+def wait_for_log(path: Path, text: str, count: int = 1, timeout: float = 30.0) -> str:
+    """The log at ``path`` once ``text`` is in it ``count`` times (a detached job writes it); fails
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = path.read_text() if path.exists() else ""
+        if got.count(text) >= count:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not {count} times in {path} after {timeout}s: {got[-2000:]}")
+        time.sleep(0.1)
+
+
 def shas_in_store(repo: Path, include_superseded: bool = True) -> set[str]:
     args = ["log", "--repo", str(repo), "-n", "100000", "--kind", "commit", "--kind", "merge"]
     if include_superseded:

@@ -1,4 +1,5 @@
-"""Capture assistant sessions in the background: ``python -m lmm_cli.jobs.sessions STORE_DIR [TRANSCRIPT ...] [--final]``.
+"""Capture assistant sessions in the background: ``python -m lmm_cli.jobs.sessions STORE_DIR [TRANSCRIPT ...] [--final]``,
+or, as the capture hooks start it (``serve.capture_hook``), ``--hook EVENT … [-- TRANSCRIPT]``.
 
 Started detached by the assistants' hooks (Claude Code's SessionEnd and PreCompact give the
 transcript's path; ``--final`` says the session is over, so its last turn is written too). With no
@@ -16,10 +17,11 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from ..errors import LmmError, StoreLocked
 from ..workspace import workspace_from_store
-from ._run import log, start
+from ._run import detach, log, start
 
 __all__ = ["main", "LOCK_WAIT"]
 
@@ -49,9 +51,52 @@ def _settle(paths: list[str]) -> None:
         last = now
 
 
-def main(argv: list[str] | None = None) -> int:
+def _from_hook(argv: list[str]) -> int:
+    """``--hook EVENT --hook-ms MS [--where DIR]… [--final] [-- TRANSCRIPT]``, as
+    ``serve.capture_hook`` starts it: find the store from the places given (the first that is in an
+    initialised repository), write the hook's line in its ``logs/hooks.log``, then capture."""
+    event, ms, where, final, transcripts = "?", "?", [], False, []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            transcripts = argv[i + 1:]
+            break
+        if a == "--final":
+            final = True
+        elif a in ("--hook", "--hook-ms", "--where") and i + 1 < len(argv):
+            value = argv[i + 1]
+            i += 1
+            if a == "--hook":
+                event = value
+            elif a == "--hook-ms":
+                ms = value
+            else:
+                where.append(value)
+        i += 1
+    detach(10)
+    try:
+        from ..workspace import open_workspace
+
+        ws = None
+        for w in where:
+            if Path(w).is_dir():
+                ws = open_workspace(Path(w))
+                break
+        if ws is None or not ws.initialised:
+            return 0  # not a repository lmm keeps: nothing to do, nothing to say
+    except (OSError, LmmError):
+        return 0
+    log(ws.dir, "hooks", f"{event} capture pid={os.getpid()} final={int(final)}"
+                         f" transcript={'yes' if transcripts else 'no'} ms={ms}")
+    return main([str(ws.dir), *transcripts, *(["--final"] if final else [])], detached=True)
+
+
+def main(argv: list[str] | None = None, *, detached: bool = False) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    store = start(argv, nice=10)
+    if argv[:1] == ["--hook"]:
+        return _from_hook(argv)
+    store = Path(argv[0]) if detached and argv else start(argv, nice=10)
     if store is None:
         return 0
     final = "--final" in argv[1:]

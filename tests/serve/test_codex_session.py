@@ -36,7 +36,7 @@ import pytest
 from assistants import Clients, assistant_env, clients
 from standin import standin
 
-from conftest import commit_file, lmm, make_repo, store_dir
+from conftest import commit_file, lmm, make_repo, store_dir, wait_for_log
 
 MARK = "<!-- lmm -->"
 PROMPT = "Why does the upload retry count twice? Look into it."
@@ -165,8 +165,8 @@ def test_a_codex_session_meets_its_memory(tmp_path: Path, assistant_clients: Cli
             break
         assert time.monotonic() < deadline, (hooks_log.read_text(), (store_dir(repo) / "logs").iterdir())
         time.sleep(0.5)
-    log = hooks_log.read_text()
-    assert "stop capture pid=" in log and "session-end capture pid=" in log, log
+    wait_for_log(hooks_log, "session-end capture pid=")
+    wait_for_log(hooks_log, "stop capture pid=")
     # The untrusted session ran no hook. `lmm ingest --sessions` leaves its last turn open (the session
     # may go on: `codex exec resume`) until its rollout has been still for an hour; then it backfills it.
     sid = re.search(r"session id: (\S+)", untrusted.stdout + untrusted.stderr)

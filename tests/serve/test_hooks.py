@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import commit_file, lmm, lmm_json, make_repo, store_dir
+from conftest import commit_file, lmm, lmm_json, make_repo, store_dir, wait_for_log
 
 MARK = "<!-- lmm -->"
 
@@ -162,8 +162,10 @@ def test_session_end_starts_the_capture_and_returns_at_once(repo: Path, tmp_path
                              "reason": "exit", "transcript_path": str(transcript)}, repo)
     wall = time.monotonic() - t0
     assert context(p, "SessionEnd") == "" and wall < 2.5  # Claude Code gives SessionEnd hooks about 1.5 s
-    log = store_dir(repo) / "logs" / "hooks.log"
-    assert "session-end capture pid=" in log.read_text() and "final=1" in log.read_text()
+    # The capture job it started writes the hook's line (the hook itself knows no store).
+    log = wait_for_log(store_dir(repo) / "logs" / "hooks.log", "session-end capture pid=")
+    line = next(ln for ln in log.splitlines() if "session-end capture pid=" in ln)
+    assert "final=1" in line and "transcript=yes" in line, line
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if lmm_json("status", "--repo", str(repo))["by_kind"].get("session"):  # type: ignore[index]
@@ -176,8 +178,10 @@ def test_session_end_starts_the_capture_and_returns_at_once(repo: Path, tmp_path
 def test_pre_compact_and_stop_capture_without_final(repo: Path) -> None:
     for event in ("pre-compact", "PreCompact", "stop"):
         assert context(hook(event, {"cwd": str(repo), "transcript_path": "/gone.jsonl"}, repo), "x") == ""
-    lines = [ln for ln in (store_dir(repo) / "logs" / "hooks.log").read_text().splitlines() if "capture pid=" in ln]
-    assert len(lines) == 3 and all("final=0" in ln for ln in lines)
+    log = wait_for_log(store_dir(repo) / "logs" / "hooks.log", "capture pid=", count=3)
+    lines = [ln for ln in log.splitlines() if "capture pid=" in ln]
+    assert len(lines) == 3 and all("final=0" in ln for ln in lines), lines
+    assert sorted(ln.split()[-6] for ln in lines) == ["pre-compact", "pre-compact", "stop"], lines
 
 
 def test_after_file_edit_feeds_the_working_set(repo: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from assistants import Clients, assistant_env, clients
 from standin import standin
 
-from conftest import commit_file, lmm, lmm_json, make_repo, store_dir
+from conftest import commit_file, lmm, lmm_json, make_repo, store_dir, wait_for_log
 
 MARK = "<!-- lmm -->"
 RELEVANT = "Why does the upload retry count twice? Look into it."
@@ -74,7 +74,7 @@ def test_a_claude_code_session_meets_its_memory(tmp_path: Path, assistant_client
     assert "UserPromptSubmit hook additional context" not in tail
 
     # (c) SessionEnd started the capture, and the session was captured.
-    log = (store_dir(repo) / "logs" / "hooks.log").read_text()
+    log = wait_for_log(store_dir(repo) / "logs" / "hooks.log", "session-end capture pid=", count=2)
     assert log.count("session-start source=startup") == 1 and log.count("session-start source=resume") == 1
     assert "user-prompt-submit inject=1" in log and "user-prompt-submit inject=0" in log
     assert log.count("session-end capture pid=") == 2

@@ -1,0 +1,66 @@
+"""`lmm hook session-end | pre-compact | stop`: start the transcript's capture and return.
+
+These hooks run as a session ends, where Claude Code gives all SessionEnd hooks together about
+1.5 s and Codex clamps one to 3 s. Their whole job is to hand the transcript to a detached
+``python -m lmm_cli.jobs.sessions --hook …``, so this module imports nothing but the standard
+library's smallest parts (the full hook handler's imports cost ~60 ms, opening the workspace and
+asking git where the repository is ~100 ms more). The job finds the repository and its store from
+the places handed to it, captures, and writes the hook's line in the store's ``logs/hooks.log``
+(with this process's wall time until the job was started). No store there: the job ends without a
+word. This process always exits 0 and prints nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import IO
+
+__all__ = ["main", "CAPTURE_EVENTS"]
+
+# Event → whether the session is over (its last turn is then written too).
+CAPTURE_EVENTS = {"session-end": True, "pre-compact": False, "stop": False}
+
+
+def _text(d: dict[str, object], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) and v and "\0" not in v else None
+
+
+def job_args(event: str, data: object, started: float) -> list[str]:
+    """The job's command line for this hook's payload: where to look for the repository (the
+    payload's working directory, ``CLAUDE_PROJECT_DIR``, this process's working directory), the
+    transcript when the payload names one, and ``--final`` at the session's end."""
+    d = data if isinstance(data, dict) else {}
+    roots = d.get("workspace_roots")
+    where = [_text(d, "cwd") or (roots[0] if isinstance(roots, list) and roots and isinstance(roots[0], str) else None),
+             os.environ.get("CLAUDE_PROJECT_DIR") or None]
+    try:
+        where.append(os.getcwd())
+    except OSError:  # the working directory was removed
+        pass
+    args = [sys.executable, "-m", "lmm_cli.jobs.sessions", "--hook", event,
+            "--hook-ms", f"{1000 * (time.perf_counter() - started):.1f}"]
+    for w in dict.fromkeys(w for w in where if w and "\0" not in w):
+        args += ["--where", w]
+    if CAPTURE_EVENTS.get(event):
+        args.append("--final")
+    transcript = _text(d, "transcript_path")
+    return args + ["--", transcript] if transcript else args
+
+
+def main(event: str, stdin: IO[str] | None = None) -> int:
+    started = time.perf_counter()
+    try:
+        try:
+            data = json.loads((sys.stdin if stdin is None else stdin).read() or "{}")
+        except ValueError:
+            data = {}
+        subprocess.Popen(job_args(event, data, started), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    except BaseException:  # noqa: BLE001 - a hook never fails the session, and says nothing
+        pass
+    return 0
