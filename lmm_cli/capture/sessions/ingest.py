@@ -214,6 +214,10 @@ class _Writer:
         self.ignore = ignore
         self._tracked: list[str] | None = None
         self._records: dict[str, set[str]] = {}  # tool → record ids of the turns stored (see ``copied``)
+        # rel's answers: a session names the same few files again and again, and each answer asks
+        # the file system about every folder on the way (realpath). One capture is seconds long.
+        self._rel: dict[tuple[str, str | None], str | None] = {}
+        self._clean: dict[str, tuple[str, bool]] = {}  # path → (redacted, a secret file's name)
 
     def copied(self, db: sqlite3.Connection, tool: str, turn_id: str) -> bool:
         """Whether the turn whose prompt has the record id ``turn_id`` is already stored, under any
@@ -238,6 +242,14 @@ class _Writer:
 
     def rel(self, path: str, base: str | None) -> str | None:
         """``path`` (absolute, or relative to ``base``) as a path of the repository; None outside it."""
+        key = (path, None if os.path.isabs(path) else base)
+        try:
+            return self._rel[key]
+        except KeyError:
+            out = self._rel[key] = self._rel_of(path, base)
+            return out
+
+    def _rel_of(self, path: str, base: str | None) -> str | None:
         if not path or "\0" in path:
             return None
         if not os.path.isabs(path):
@@ -260,8 +272,10 @@ class _Writer:
                 rel = self.rel(p, base)
                 if rel is None or rel in out:
                     continue
-                out[rel] = FileChange(path=redact(rel), status=status, added=None, deleted=None,
-                                      secret=is_secret_file(rel))
+                clean = self._clean.get(rel)
+                if clean is None:
+                    clean = self._clean[rel] = (redact(rel), is_secret_file(rel))
+                out[rel] = FileChange(path=clean[0], status=status, added=None, deleted=None, secret=clean[1])
         return list(out.values())
 
     def named(self, text: str) -> list[str]:
