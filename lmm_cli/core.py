@@ -32,7 +32,7 @@ from .workspace import Workspace
 __all__ = ["init", "ingest", "capture_sessions", "after_capture", "status", "log", "parse_since", "build", "recall",
            "brief", "tune", "train", "adapters", "adapters_rollback", "remember", "forget", "feedback", "Memory",
            "integrate", "session_context",
-           "prompt_context", "start_session_capture", "record_activity", "LMM_MARK"]
+           "prompt_context", "record_activity", "LMM_MARK"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
 MAX_ROWS = 2**63 - 1
@@ -577,7 +577,7 @@ def _answer(ws: Workspace, db: sqlite3.Connection, recaller: Any, query: str, *,
     from .privacy.output import clean_data
 
     rec = recaller.recall(query, k_files=k)
-    brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget, memo=getattr(recaller, "memo", None))
+    brief, tokens = recall_brief(db, ws.repo.root, rec, budget=budget, memo=recaller.memo)
     out = rec.as_dict()
     out["facts"] = []
     out["brief"] = brief
@@ -866,6 +866,8 @@ class Memory:
         version = db.execute("PRAGMA data_version").fetchone()[0]
         active = _active_mark(ws)
         if active != self._active:  # another adapter version was activated (a round, a rollback)
+            if self._recaller is not None:
+                self._recaller.close()
             self._encoder, self._active, self._recaller = None, active, None
         if self._recaller is None or version != self._version:
             _ensure_indexed(ws, db)
@@ -875,6 +877,8 @@ class Memory:
                     from .embed.encoder import keep_one_blas_thread
 
                     keep_one_blas_thread()  # recall's SQL has the other core (see Recaller.channel_scores)
+            if self._recaller is not None:
+                self._recaller.close()  # its second connection; the shared one stays
             self._recaller = Recaller(db, ws.repo.root, encoder=self._encoder)
             self._version = db.execute("PRAGMA data_version").fetchone()[0]
         return ws, db, self._recaller
@@ -916,10 +920,12 @@ class Memory:
         from .repo import drop_object_checker
 
         with self._lock:
+            if self._recaller is not None:
+                self._recaller.close()
+                self._recaller = None
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            self._recaller = None
             if self._ws is not None:
                 drop_object_checker(self._ws.repo.root)
 
@@ -1134,22 +1140,6 @@ def prompt_context(ws: Workspace, prompt: str, *, budget: int = 600) -> dict[str
     finally:
         db.close()
     return out
-
-
-def start_session_capture(ws: Workspace, transcripts: list[str], *, final: bool) -> int | None:
-    """Start ``jobs.sessions`` for these transcripts, fully detached (new session, stdio to
-    /dev/null), and return its pid at once; None when it could not be started."""
-    import subprocess
-    import sys
-
-    args = [sys.executable, "-m", "lmm_cli.jobs.sessions", str(ws.dir), *transcripts, *(["--final"] if final else [])]
-    try:
-        ws.logs.mkdir(exist_ok=True)
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, close_fds=True, cwd=str(ws.dir))
-    except OSError:
-        return None
-    return p.pid
 
 
 def record_activity(ws: Workspace, paths: list[str], *, via: str) -> list[str]:

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import sys
 
-# The hooks that only start a transcript's capture, by every name they arrive under.
-_CAPTURE = {"sessionend": "session-end", "precompact": "pre-compact", "stop": "stop"}
-
 
 def run() -> None:
-    capture = _CAPTURE.get(sys.argv[2].replace("-", "").replace("_", "").lower()) if (
-        len(sys.argv) == 3 and sys.argv[1] == "hook") else None
-    if capture:
-        from .serve.capture_hook import main as capture_main  # the session is ending: hand over, return
-
-        sys.exit(capture_main(capture))
     if len(sys.argv) == 3 and sys.argv[1] == "hook" and not sys.argv[2].startswith("-"):
+        from .serve.capture_hook import capture_event
+        from .serve.capture_hook import main as capture_main
+
+        capture = capture_event(sys.argv[2])
+        if capture:  # the session is ending: hand over, return
+            sys.exit(capture_main(capture))
         from .serve.hooks import main as hook_main
 
         sys.exit(hook_main(sys.argv[2]))

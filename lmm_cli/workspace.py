@@ -31,6 +31,7 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ from .repo import GitError, Repo, discover, store_dir_for
 from .store.db import DB_FILE, connect, copy_database
 from .store.lock import lock_is_held
 
-__all__ = ["Workspace", "open_workspace", "workspace_from_store", "settle", "data_file", "LOCAL_DIR"]
+__all__ = ["Workspace", "open_workspace", "first_workspace", "workspace_from_store", "settle", "data_file",
+           "LOCAL_DIR"]
 
 LOCAL_DIR = "lmm"  # in the git common dir: the store itself, or (LMM_HOME) hook.sh and store.json
 
@@ -293,6 +295,17 @@ def _adopt_store(old: Path, ws: Workspace) -> None:
 def open_workspace(path: Path | str | None = None) -> Workspace:
     repo = discover(path)
     return settle(Workspace(repo=repo, dir=store_dir_for(repo)))
+
+
+def first_workspace(places: Iterable[str | None]) -> Workspace | None:
+    """The workspace of the first of ``places`` that is a folder (an assistant hook's candidates:
+    the session's working directory, ``CLAUDE_PROJECT_DIR``, the process's own); None when there
+    is none, or when its repository has no initialised store. Not a repository: NotARepository."""
+    for where in places:
+        if where and Path(where).is_dir():
+            ws = open_workspace(Path(where))
+            return ws if ws.initialised else None
+    return None
 
 
 def _event_dirs(queue: Path) -> list[str]:

@@ -225,15 +225,21 @@ def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
 STORE_RANKER: Any = object()  # Recaller(ranker=…): the store's active learned ranker, if any
 
 
-def _store_folder(db: sqlite3.Connection) -> Path | None:
-    """The folder of ``db``'s main database file (the store folder), None for an in-memory one."""
+def _store_file(db: sqlite3.Connection) -> Path | None:
+    """``db``'s main database file, None for an in-memory one."""
     try:
         for _seq, name, file in db.execute("PRAGMA database_list"):
             if name == "main" and file:
-                return Path(file).parent
+                return Path(file)
     except sqlite3.Error:
         pass
     return None
+
+
+def _store_folder(db: sqlite3.Connection) -> Path | None:
+    """The folder of ``db``'s main database file (the store folder), None for an in-memory one."""
+    file = _store_file(db)
+    return file.parent if file is not None else None
 
 
 def _meanwhile(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -476,17 +482,23 @@ class Recaller:
             return None
         if self._side is None:
             self._side = False
-            try:
-                file = next((f for _s, name, f in self.db.execute("PRAGMA database_list") if name == "main"), "")
-                if file:
-                    from urllib.parse import quote
+            file = _store_file(self.db)
+            if file is not None:
+                from urllib.parse import quote
 
-                    side = sqlite3.connect(f"file:{quote(file)}?mode=ro", uri=True, check_same_thread=False)
-                    side.row_factory = self.db.row_factory
-                    self._side = side
-            except sqlite3.Error:
-                pass
+                try:
+                    self._side = sqlite3.connect(f"file:{quote(str(file))}?mode=ro", uri=True,
+                                                 check_same_thread=False)
+                    self._side.row_factory = self.db.row_factory
+                except sqlite3.Error:
+                    pass
         return self._side if isinstance(self._side, sqlite3.Connection) else None
+
+    def close(self) -> None:
+        """Close the second connection, if one was opened (the caller's own stays open)."""
+        if isinstance(self._side, sqlite3.Connection):
+            self._side.close()
+        self._side = False
 
     def _history(self, terms: list[str], phrases: list[str], ev: _Evidence,
                  found: tuple[list[sqlite3.Row], dict[int, list[str]]] | None = None) -> dict[str, float]:

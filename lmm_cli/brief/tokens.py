@@ -9,11 +9,12 @@ Without the packaged model (not installed), counts fall back to a rough regex es
 failing a brief.
 
 A brief counts every candidate line (the warm MCP recall, dozens a call), and the library spends
-about 80 µs on each however short. For plain text (ASCII, and the dashes and quotes briefs use) the count is taken word by word:
-BERT's pre-tokenizer splits at whitespace and makes each punctuation character a word, and
-WordPiece then works on each word alone, so the text's count is the sum of its words' counts, and a
-word's count, asked of the tokenizer once, is remembered. The same tokenizer decides every count;
-only the splitting into words is ours, and only where the tokenizer is that BERT pipeline.
+about 80 µs on each however short. For plain text (ASCII, and the dashes and quotes briefs use)
+the count is taken word by word: BERT's pre-tokenizer splits at whitespace and makes each
+punctuation character a word, and WordPiece then works on each word alone, so the text's count is
+the sum of its words' counts, and a word's count, asked of the tokenizer once, is remembered. The
+same tokenizer decides every count; only the splitting into words is ours, and only where the
+tokenizer is that BERT pipeline.
 """
 
 from __future__ import annotations

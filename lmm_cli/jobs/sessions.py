@@ -53,54 +53,42 @@ def _settle(paths: list[str]) -> None:
 
 def _from_hook(argv: list[str]) -> int:
     """``--hook EVENT --hook-ms MS [--where DIR]… [--final] [-- TRANSCRIPT]``, as
-    ``serve.capture_hook`` starts it: find the store from the places given (the first that is in an
-    initialised repository), write the hook's line in its ``logs/hooks.log``, then capture."""
-    event, ms, where, final, transcripts = "?", "?", [], False, []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            transcripts = argv[i + 1:]
-            break
-        if a == "--final":
-            final = True
-        elif a in ("--hook", "--hook-ms", "--where") and i + 1 < len(argv):
-            value = argv[i + 1]
-            i += 1
-            if a == "--hook":
-                event = value
-            elif a == "--hook-ms":
-                ms = value
-            else:
-                where.append(value)
-        i += 1
+    ``serve.capture_hook`` starts it: find the store from the places given (the first that is a
+    folder, in a repository lmm keeps), write the hook's line in its ``logs/hooks.log``, capture."""
+    import argparse
+
+    from ..workspace import first_workspace
+
+    ap = argparse.ArgumentParser(prog="python -m lmm_cli.jobs.sessions")
+    ap.add_argument("--hook", required=True)
+    ap.add_argument("--hook-ms", default="?")
+    ap.add_argument("--where", action="append", default=[])
+    ap.add_argument("--final", action="store_true")
+    ap.add_argument("transcripts", nargs="*")
+    a = ap.parse_args(argv)
     detach(10)
     try:
-        from ..workspace import open_workspace
-
-        ws = None
-        for w in where:
-            if Path(w).is_dir():
-                ws = open_workspace(Path(w))
-                break
-        if ws is None or not ws.initialised:
-            return 0  # not a repository lmm keeps: nothing to do, nothing to say
+        ws = first_workspace(a.where)
     except (OSError, LmmError):
-        return 0
-    log(ws.dir, "hooks", f"{event} capture pid={os.getpid()} final={int(final)}"
-                         f" transcript={'yes' if transcripts else 'no'} ms={ms}")
-    return main([str(ws.dir), *transcripts, *(["--final"] if final else [])], detached=True)
+        ws = None
+    if ws is None:
+        return 0  # not a repository lmm keeps: nothing to do, nothing to say
+    log(ws.dir, "hooks", f"{a.hook} capture pid={os.getpid()} final={int(a.final)}"
+                         f" transcript={'yes' if a.transcripts else 'no'} ms={a.hook_ms}")
+    return _capture(ws.dir, a.transcripts, a.final)
 
 
-def main(argv: list[str] | None = None, *, detached: bool = False) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--hook"]:
         return _from_hook(argv)
-    store = Path(argv[0]) if detached and argv else start(argv, nice=10)
+    store = start(argv, nice=10)
     if store is None:
         return 0
-    final = "--final" in argv[1:]
-    transcripts = [a for a in argv[1:] if a != "--final"]
+    return _capture(store, [a for a in argv[1:] if a != "--final"], "--final" in argv[1:])
+
+
+def _capture(store: Path, transcripts: list[str], final: bool) -> int:
     try:
         from ..core import capture_sessions
 

@@ -631,6 +631,7 @@ class ReplayMemory:
 
     def close(self) -> None:
         if self.recaller is not None:
+            self.recaller.close()
             self.recaller.db.close()
             self.recaller = None
         if self.tmp is not None:

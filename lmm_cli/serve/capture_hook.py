@@ -19,10 +19,18 @@ import sys
 import time
 from typing import IO
 
-__all__ = ["main", "CAPTURE_EVENTS"]
+__all__ = ["main", "start", "capture_event", "CAPTURE_EVENTS", "NAMES"]
 
 # Event → whether the session is over (its last turn is then written too).
 CAPTURE_EVENTS = {"session-end": True, "pre-compact": False, "stop": False}
+# Every name these events arrive under (SessionEnd, session-end, session_end…), as serve.hooks
+# folds them (lower case, no - or _) → the name lmm uses.
+NAMES = {"sessionend": "session-end", "precompact": "pre-compact", "stop": "stop"}
+
+
+def capture_event(name: str) -> str | None:
+    """The capture event ``name`` is (any spelling), or None for every other hook."""
+    return NAMES.get(name.replace("-", "").replace("_", "").lower())
 
 
 def _text(d: dict[str, object], key: str) -> str | None:
@@ -52,15 +60,20 @@ def job_args(event: str, data: object, started: float) -> list[str]:
     return args + ["--", transcript] if transcript else args
 
 
-def main(event: str, stdin: IO[str] | None = None) -> int:
-    started = time.perf_counter()
+def start(event: str, data: object, started: float) -> None:
+    """Start the capture job for this payload, detached; nothing raised, nothing printed."""
     try:
-        try:
-            data = json.loads((sys.stdin if stdin is None else stdin).read() or "{}")
-        except ValueError:
-            data = {}
         subprocess.Popen(job_args(event, data, started), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     except BaseException:  # noqa: BLE001 - a hook never fails the session, and says nothing
         pass
+
+
+def main(event: str, stdin: IO[str] | None = None) -> int:
+    started = time.perf_counter()
+    try:
+        data = json.loads((sys.stdin if stdin is None else stdin).read() or "{}")
+    except (ValueError, OSError):
+        data = {}
+    start(event, data, started)
     return 0

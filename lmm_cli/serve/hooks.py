@@ -7,8 +7,8 @@ and ``file_path``). The handlers call the core:
 - ``session-start`` (startup, resume, clear, compact): the session brief (``core.session_context``).
 - ``user-prompt-submit``: a recall for the prompt, only when the prompt is about something the memory
   knows well enough (``core.prompt_context``); silence otherwise ("thanks", "run the tests").
-- ``pre-compact``, ``session-end``, ``stop``: start the capture of the transcript
-  (``python -m lmm_cli.jobs.sessions STORE TRANSCRIPT [--final]``), detached, and return at once.
+- ``pre-compact``, ``session-end``, ``stop``: start the capture of the transcript, detached, and
+  return at once (``serve.capture_hook``, which ``lmm hook`` reaches without importing this module).
 - ``after-file-edit`` (Cursor): the edited file joins the store's activity signal (``store.activity``),
   which recall's working-set channel reads, as it does what ``lmm watch`` sees in the working tree.
 
@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .capture_hook import CAPTURE_EVENTS
+from .capture_hook import NAMES as CAPTURE_NAMES
+from .capture_hook import start as start_capture
+
 __all__ = ["main", "Payload", "EVENTS", "DEADLINE", "BRIEF_BUDGET", "PROMPT_BUDGET"]
 
 BRIEF_BUDGET = 800  # tokens of the session brief (Claude Code moves anything over 10,000 characters to a file)
@@ -48,10 +52,8 @@ DEADLINE = {"session-start": 20, "user-prompt-submit": 10}
 EVENTS = {
     "sessionstart": "session-start",
     "userpromptsubmit": "user-prompt-submit",
-    "precompact": "pre-compact",
-    "sessionend": "session-end",
-    "stop": "stop",
     "afterfileedit": "after-file-edit",
+    **CAPTURE_NAMES,  # pre-compact, session-end, stop: serve.capture_hook starts the capture job
 }
 _HOOK_EVENT_NAME = {"session-start": "SessionStart", "user-prompt-submit": "UserPromptSubmit"}
 
@@ -92,13 +94,9 @@ class Payload:
 
 def _workspace(p: Payload) -> Any:
     """This session's repository and store; None when there is no initialised store to serve."""
-    from ..workspace import open_workspace
+    from ..workspace import first_workspace
 
-    for where in (p.cwd, os.environ.get("CLAUDE_PROJECT_DIR"), os.getcwd()):
-        if where and Path(where).is_dir():
-            ws = open_workspace(Path(where))
-            return ws if ws.initialised else None
-    return None
+    return first_workspace((p.cwd, os.environ.get("CLAUDE_PROJECT_DIR"), os.getcwd()))
 
 
 def _context(event: str, text: str) -> str:
@@ -136,17 +134,6 @@ def _user_prompt(ws: Any, p: Payload, note: list[str]) -> str | None:
     return _context("user-prompt-submit", f"{head}\n{out['brief'].strip()}")
 
 
-def _capture(final: bool) -> Any:
-    def handler(ws: Any, p: Payload, note: list[str]) -> None:
-        from ..core import start_session_capture
-
-        transcripts = [p.transcript_path] if p.transcript_path else []
-        pid = start_session_capture(ws, transcripts, final=final)
-        note.append(f"capture pid={pid} final={int(final)} transcript={'yes' if transcripts else 'no'}")
-        return None
-    return handler
-
-
 def _after_file_edit(ws: Any, p: Payload, note: list[str]) -> None:
     if not p.file_path:
         return None
@@ -165,9 +152,6 @@ def _after_file_edit(ws: Any, p: Payload, note: list[str]) -> None:
 HANDLERS = {
     "session-start": _session_start,
     "user-prompt-submit": _user_prompt,
-    "pre-compact": _capture(final=False),
-    "session-end": _capture(final=True),
-    "stop": _capture(final=False),
     "after-file-edit": _after_file_edit,
 }
 
@@ -209,6 +193,9 @@ def main(event: str | None = None, stdin: IO[str] | None = None, stdout: IO[str]
                 note.append("unreadable payload")
             p = Payload.read(event, data)
             name = p.event
+            if p.event in CAPTURE_EVENTS:  # the job it starts finds the store and logs
+                start_capture(p.event, data, t0)
+                return 0
             handler = HANDLERS.get(p.event)
             if handler is not None:
                 _alarm(DEADLINE.get(p.event))
