@@ -24,6 +24,7 @@ from .capture.drain import DrainResult, drain
 from .capture.sessions.model import LMM_MARK
 from .errors import BadArgument
 from .integrations import githooks as hooks_mod
+from .store.brief_cache import SESSION_BUDGET
 from .store.db import DB_FILE, carry_over
 from .store.lock import CaptureLock, lock_is_held
 from .store.migrations import MIGRATIONS, schema_version
@@ -210,6 +211,7 @@ def after_capture(ws: Workspace, db: sqlite3.Connection, *, embed: bool | None =
         have, total = embedding_counts(db, index["encoder"])
         record_embedding(db, done=have, total=total, finished=time.time(), phase="done")
     _refresh_salience(db)  # after the index build: centrality reads the fresh code_rank
+    _refresh_session_brief(ws, db)
     # While the first embedding runs, its job fits and trains once the vectors are all there.
     started = bool(tune and new_commits) and not embedding_pending(db) and _start_tune_if_due(ws, db)
     if not embedding_pending(db):
@@ -233,6 +235,21 @@ def _refresh_salience(db: sqlite3.Connection, episode_ids: list[int] | None = No
         except sqlite3.Error:
             pass
         return 0
+
+
+def _refresh_session_brief(ws: Workspace, db: sqlite3.Connection) -> bool:
+    """Make the session brief now, when the one kept is no longer true, so that the next session's
+    SessionStart hook finds it ready (``store.brief_cache``); True when made. Never raises: without
+    it the hook makes the brief itself, as it did before."""
+    from .store.brief_cache import fetch, session_name
+
+    try:
+        if fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(SESSION_BUDGET)) is not None:
+            return False
+        _make_session_context(ws, db, SESSION_BUDGET)
+        return True
+    except Exception:  # noqa: BLE001 - a brief made ahead is an optimisation; capture must not depend on it
+        return False
 
 
 _AIDER_STATE = "integrations.aider.brief"  # what the memory held when .aider.lmm.md was last written
@@ -911,7 +928,7 @@ class Memory:
             out: dict[str, Any] = clean_data(status(self.workspace()))
             return out
 
-    def session_brief(self, budget: int = 800) -> str:
+    def session_brief(self, budget: int = SESSION_BUDGET) -> str:
         """The brief a session starts with (the same one the SessionStart hook injects)."""
         with self._lock:
             return session_context(self.workspace(), budget=budget) or "No memory of this repository yet."
@@ -1006,25 +1023,43 @@ def integrate(ws: Workspace, tool: str, *, plugin: Path | None = None, remove: b
 _OVERVIEW = ("Layout", "Central modules")
 
 
-def session_context(ws: Workspace, *, budget: int = 800) -> str:
+def session_context(ws: Workspace, *, budget: int = SESSION_BUDGET) -> str:
     """What an assistant session starts with: the repo brief's specific sections, within ``budget``
-    tokens, every line cited; "" when the memory has nothing to say."""
+    tokens, every line cited; "" when the memory has nothing to say.
+
+    Kept in the store once made (``store.brief_cache``) and served from there while it is still
+    what making it again would say; every capture makes it ahead of the next session
+    (``after_capture``)."""
+    from .store.brief_cache import fetch, session_name
+
+    db = ws.connect()
+    try:
+        kept = fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(budget))
+        return kept if kept is not None else _make_session_context(ws, db, budget)
+    finally:
+        db.close()
+
+
+def _make_session_context(ws: Workspace, db: sqlite3.Connection, budget: int) -> str:
     from .brief.render import render
     from .brief.repo import repo_brief
     from .brief.tokens import count_tokens
     from .privacy.output import clean_output
+    from .store.brief_cache import keep, memory_key, session_name
 
-    db = ws.connect()
-    try:
-        if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
-            build(ws, db, embed=False)
-        every = repo_brief(db, ws.repo.root, budget=1_000_000)  # each line verified once, here
-    finally:
-        db.close()
-    keep = [s for s in every.sections if s.title not in _OVERVIEW]
-    markdown, _, printed = render(f"What lmm remembers of {ws.repo.root.name}", keep, budget=budget,
+    if db.execute("SELECT 1 FROM code_files LIMIT 1").fetchone() is None:
+        build(ws, db, embed=False)
+    key = memory_key(db)  # before it is made: a change meanwhile leaves what is kept stale, not wrong
+    every = repo_brief(db, ws.repo.root, budget=1_000_000)  # each line verified once, here
+    specific = [s for s in every.sections if s.title not in _OVERVIEW]
+    markdown, _, printed = render(f"What lmm remembers of {ws.repo.root.name}", specific, budget=budget,
                                   count=count_tokens, verify=lambda c: True, empty="")
-    return clean_output(markdown) if printed else ""
+    out = clean_output(markdown) if printed else ""
+    if key is not None:
+        cites = [c for s in printed for ln in s.lines for c in ln.cites]
+        keep(db, ws.repo.root, ws.repo.common_dir, name=session_name(budget), key=key, markdown=out,
+             files=[c.ref for c in cites if c.kind == "file"], commits=[c.ref for c in cites if c.kind == "commit"])
+    return out
 
 
 # Words that say how to work or how the chat goes, not what the work is about: "thanks", "run the

@@ -11,7 +11,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["split_identifier", "code_terms", "query_terms", "query_phrases", "STOPWORDS"]
+__all__ = ["split_identifier", "code_terms", "query_terms", "query_phrases", "STOPWORDS", "LMM_MARK"]
+
+# Every text lmm injects into an assistant's context starts with this line (see the assistant hooks).
+# It comes back in transcripts (hook output is recorded); capturing it would feed memory its own echo.
+LMM_MARK = "<!-- lmm -->"
 
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..store.brief_cache import SESSION_BUDGET as BRIEF_BUDGET
 from .capture_hook import CAPTURE_EVENTS
 from .capture_hook import NAMES as CAPTURE_NAMES
 from .capture_hook import start as start_capture
 
 __all__ = ["main", "Payload", "EVENTS", "DEADLINE", "BRIEF_BUDGET", "PROMPT_BUDGET"]
 
-BRIEF_BUDGET = 800  # tokens of the session brief (Claude Code moves anything over 10,000 characters to a file)
 PROMPT_BUDGET = 600  # tokens of a prompt's recall
 # Seconds a handler may take before it gives up in silence: under the timeouts lmm's hook entries set
 # (30 s for SessionStart, 15 s for UserPromptSubmit), so the assistant never has to kill it.
@@ -100,17 +100,26 @@ def _workspace(p: Payload) -> Any:
 
 
 def _context(event: str, text: str) -> str:
-    from ..core import LMM_MARK
+    from ..text import LMM_MARK
 
     return json.dumps({"hookSpecificOutput": {"hookEventName": _HOOK_EVENT_NAME[event],
                                               "additionalContext": f"{LMM_MARK}\n{text.strip()}\n"}})
 
 
 def _session_start(ws: Any, p: Payload, note: list[str]) -> str | None:
-    from ..core import session_context
+    from ..store.brief_cache import fetch, session_name
 
-    brief = session_context(ws, budget=BRIEF_BUDGET)
-    note.append(f"source={p.source or '-'} chars={len(brief)}")
+    db = ws.connect()  # the brief every capture made ahead, when still true: no import of the core
+    try:
+        brief = fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(BRIEF_BUDGET))
+    finally:
+        db.close()
+    kept = brief is not None
+    if brief is None:
+        from ..core import session_context
+
+        brief = session_context(ws, budget=BRIEF_BUDGET)
+    note.append(f"source={p.source or '-'} chars={len(brief)} brief={'kept' if kept else 'made'}")
     if not brief:
         return None
     tail = ("The `lmm` MCP server's `recall` tool answers questions about this repository's history "

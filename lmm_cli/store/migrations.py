@@ -379,3 +379,26 @@ def m009_sessions_generation_columns(db: sqlite3.Connection) -> None:
     db.execute("DROP TRIGGER IF EXISTS sessions_gen_update")
     db.execute(f"CREATE TRIGGER sessions_gen_update AFTER UPDATE OF kind, source, ts, title, data, valid_to"
                f" ON episodes WHEN OLD.kind = 'session' OR NEW.kind = 'session' BEGIN {bump}; END")
+
+
+@migration
+def m010_memory_generation(db: sqlite3.Connection) -> None:
+    """A counter in ``state`` (``memory_gen``) that every update or delete of an episode (in the
+    columns a brief reads), an episode's file or an indexed file moves on.
+
+    With the newest rowid of each of those tables (an insert always makes a new one: a rowid is only
+    used again after the row holding the highest was deleted, and a delete moves the counter on) it
+    says whether anything a repo brief is made of changed (``store.brief_cache``). Inserts fire no
+    trigger: capture, which inserts by the thousand, pays nothing for it."""
+    bump = ("INSERT INTO state (key, value) VALUES ('memory_gen', '1') ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+    db.execute(f"CREATE TRIGGER memory_gen_update AFTER UPDATE OF kind, source, ts, author, author_email, title,"
+               f" body, data, tier, valid_to ON episodes BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER memory_gen_delete AFTER DELETE ON episodes BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER memory_gen_file_update AFTER UPDATE ON episode_files BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER memory_gen_file_delete AFTER DELETE ON episode_files BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER memory_gen_code_update AFTER UPDATE ON code_files BEGIN {bump}; END")
+    db.execute(f"CREATE TRIGGER memory_gen_code_delete AFTER DELETE ON code_files BEGIN {bump}; END")
+    # A random start, as m008's: a store made again at the same path never repeats a generation.
+    db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('memory_gen',"
+               " CAST(abs(random() % 1000000000000) AS TEXT))")

@@ -242,11 +242,10 @@ def test_a_store_from_before_the_gate_gets_it(tmp_path: Path) -> None:
     try:  # back to what the previous lmm wrote: its six migrations, no salience table or state
         db.execute("DROP TABLE salience")
         db.execute("DELETE FROM _migrations WHERE name = 'm007_salience'")
-        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sessions_gen_%'"
-                                  ).fetchall():  # m008, which came after
-            db.execute(f"DROP TRIGGER {name}")
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f"DROP TRIGGER {name}")  # every trigger is m008's or a later migration's
         db.execute("DELETE FROM _migrations WHERE id > 7")  # m008 and what came after it
-        db.execute("DELETE FROM state WHERE key = 'sessions_gen'")
+        db.execute("DELETE FROM state WHERE key IN ('sessions_gen', 'memory_gen')")
         db.execute("DELETE FROM state WHERE key LIKE 'salience.%'")
         db.execute("UPDATE episodes SET salience = 0.5 WHERE kind = 'commit'")
         db.execute("PRAGMA user_version = 6")

@@ -15,11 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Command", "Turn", "Session", "corrections", "strip_injected", "LMM_MARK"]
+from ...text import LMM_MARK  # what lmm injects: transcript capture must never take it for memory
 
-# Every text lmm injects into an assistant's context starts with this line (see the assistant hooks).
-# It comes back in transcripts (hook output is recorded); capturing it would feed memory its own echo.
-LMM_MARK = "<!-- lmm -->"
+__all__ = ["Command", "Turn", "Session", "corrections", "strip_injected", "LMM_MARK"]
 
 
 @dataclass
