@@ -8,7 +8,8 @@ Measures, on a clone of a repository (default: /tmp/werkzeug; `git clone -q
 - `lmm hook session-start` as a subprocess, a SessionStart payload on stdin: p50/p95 ms, beside `true`
   run the same way (the no-op hook: what spawning a process costs anyway);
 - `lmm hook user-prompt-submit`, cold, a mix of questions about the code and chat ("thanks"): p95;
-- `lmm hook session-end`: its return time (it only starts a detached capture);
+- `lmm hook session-end`: its return time (it only starts a detached capture), each run once the capture
+  the run before it started has finished, as sessions end one at a time;
 - `lmm ingest --sessions --no-embed` over a synthetic ~50 MB Claude Code transcript in the real record
   format (under a temporary CLAUDE_CONFIG_DIR, `cwd` = the repository): MB/s of the whole command, nothing
   subtracted; beside a plain `lmm ingest --no-embed` (nothing new to capture) as the baseline.
@@ -37,6 +38,7 @@ from _common import (  # noqa: E402
     bench_env,
     clone,
     lmm_command,
+    lmm_status,
     make_tempdir,
     md_table,
     median,
@@ -241,11 +243,21 @@ def main() -> int:
         dt, out = timed([*lmm, "hook", "user-prompt-submit"], env, cwd=repo, stdin=payload("UserPromptSubmit", prompt=pr))
         prompt_t.append(dt)
         injected += bool(out.strip())
+    # Sessions end one at a time: each SessionEnd is timed once the capture the one before started
+    # has finished (its line in logs/sessions.log), not while it still holds a core.
+    sessions_log = Path(lmm_status(lmm, repo, env)["store"]) / "logs" / "sessions.log"
+
+    def captures() -> int:
+        return len(sessions_log.read_text().splitlines()) if sessions_log.exists() else 0
+
     end = []
     for _ in range(max(3, a.hooks // 4)):
+        before = captures()
         end.append(timed([*lmm, "hook", "session-end"], env, cwd=repo,
                          stdin=payload("SessionEnd", reason="prompt_input_exit"))[0])
-    time.sleep(3)  # let the detached captures finish before the ingest is timed
+        deadline = time.monotonic() + 60
+        while captures() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # Transcript ingest.
     size = synthetic_transcripts(claude, repo, a.transcript_mb)
