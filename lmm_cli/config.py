@@ -80,8 +80,9 @@ class TrainingConfig:
     keep: int = 5  # adapter versions kept on disk (the active one is kept besides)
     max_pairs: int = 3000  # training pairs mined per round, newest first
     threads: int = 2  # CPU threads a round may use (it runs at low priority)
-    # What a candidate must not make worse on recent history: "recall" the whole recall as it stood
-    # before those commits (the dense channel must improve too), "dense" the dense channel alone.
+    # What judges a candidate on recent history: "recall" the whole recall as it stood before those
+    # commits, which it must clearly improve (and the dense channel not get worse), "dense" the dense
+    # channel alone, which it must not make worse.
     judge: str = "recall"
 
     def __post_init__(self) -> None:

@@ -10,12 +10,17 @@ where learning does not help, that is the base, so lmm is never worse than it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Verdict", "score", "judge", "TOLERANCE"]
+__all__ = ["Verdict", "score", "judge", "TOLERANCE", "per_query", "paired_gain", "clear_gain", "MARGIN_SE"]
 
 TOLERANCE = 1e-12  # float noise, not a margin: a tie keeps the candidate (it was fitted on more)
+# How many standard errors a paired per-query gain must reach where the judge has each query's
+# score (``clear_gain``): one, so that a difference the same queries would show by chance (a few of
+# them up, a few down) keeps the version in use.
+MARGIN_SE = 1.0
 
 
 def score(metrics: Mapping[str, float]) -> float:
@@ -29,6 +34,39 @@ def score(metrics: Mapping[str, float]) -> float:
 class Verdict:
     promote: bool
     reason: str
+
+
+def per_query(first: int) -> float:
+    """One query's part of ``score``: the mean of its reciprocal rank and its Hit@5, from the rank
+    of its first right answer (0: none in the ranking)."""
+    if first <= 0:
+        return 0.0
+    return 0.5 * (1.0 / first + (1.0 if first <= 5 else 0.0))
+
+
+def paired_gain(incumbent: Sequence[float], candidate: Sequence[float]) -> tuple[float, float]:
+    """The mean per-query gain of ``candidate`` over ``incumbent`` (the same queries, in order)
+    and its standard error."""
+    d = [c - i for i, c in zip(incumbent, candidate)]
+    n = len(d)
+    if n == 0:
+        return 0.0, 0.0
+    mean = sum(d) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((x - mean) ** 2 for x in d) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def clear_gain(incumbent: Sequence[float], candidate: Sequence[float], what: str) -> Verdict:
+    """Promote only on a gain that chance would not give: the candidate's mean per-query score on
+    the same queries at least ``MARGIN_SE`` standard errors above the incumbent's, and above it at
+    all (a tie keeps the version in use, where nothing says the change helps)."""
+    gain, se = paired_gain(incumbent, candidate)
+    shown = f"{gain:+.3f} ± {se:.3f} per query over {len(incumbent)}"
+    if gain <= TOLERANCE or gain < MARGIN_SE * se - TOLERANCE:
+        return Verdict(False, f"not clearly better {what} ({shown})")
+    return Verdict(True, f"clearly better {what} ({shown})")
 
 
 def judge(later_incumbent: Mapping[str, float], later_candidate: Mapping[str, float], *,

@@ -13,14 +13,15 @@ A round (``run_round``) mines the store's pairs (``pairs``), newest first, and s
 Base, incumbent (the active version) and every candidate are scored on both slices as a dense-channel
 file ranking (each file scored by its best chunk; ``replay.evaluate``'s metrics). The better candidate
 becomes active only when ``promote.judge`` says so — and, with ``train.judge = "recall"`` (the
-default), only when the whole recall does not get worse with it either: the recent slice's commits
-asked of recall as it stood before the oldest of them (``Recaller(as_of=…)``: history, co-change and
-priors without those commits), fused with the store's weights (``_FusedJudge``). A dense channel
-that improves alone can still lower the fused ranking, where the other channels already found what
-it now finds and it pushes their other answers down; such a candidate is refused. Every candidate
-is saved as a version either way (``adapters.save_version``), with its scores and the verdict, so
-`lmm adapters` shows refused ones and why. The outcome, with its figures, is recorded in ``state``
-under ``STATE_KEY``.
+default), only when the whole recall is clearly better with it: the recent slice's commits asked of
+recall as it stood before the oldest of them (``Recaller(as_of=…)``: history, co-change and priors
+without those commits), fused with the store's weights (``_FusedJudge``), the candidate's mean gain
+per query at least a standard error above zero (``promote.clear_gain``). A dense channel that
+improves alone can still lower the fused ranking, where the other channels already found what it
+now finds and it pushes their other answers down, or move it by what chance would; such a candidate
+is refused. Every candidate is saved as a version either way (``adapters.save_version``), with its
+scores and the verdict, so `lmm adapters` shows refused ones and why. The outcome, with its
+figures, is recorded in ``state`` under ``STATE_KEY``.
 
 One round at a time per store (``CaptureLock(store, "train")``). The round's plan (which queries,
 which slices, which replay sample) is written to ``adapters/.round/plan.json`` and the trainers
@@ -348,7 +349,9 @@ class _FusedJudge:
     def usable(self) -> bool:
         return len(self.idx) >= FUSED_MIN
 
-    def score(self, adapter: Any) -> dict[str, float]:
+    def score(self, adapter: Any) -> tuple[dict[str, float], list[float]]:
+        """The whole recall's metrics with ``adapter`` (None: the base model), and each query's
+        ``promote.per_query`` score, in the order of ``idx``."""
         ex, m = self.scorer.m.examples, self.scorer.m
         texts = [ex[i].text for i in self.idx]
         adapted = self.scorer.vectors(adapter, self.idx) if adapter is not None else None
@@ -358,23 +361,32 @@ class _FusedJudge:
             ch, _ = self.rec.channel_scores(text, reuse=self._reuse.get(text))
             self._reuse.setdefault(text, ch)
             ranked[text] = [p for p, _ in self.rec.order(ch)[0][:100]]
-        return _figures(ranked, [ex[i] for i in self.idx])
+        examples = [ex[i] for i in self.idx]
+        per = [promote.per_query(next((r + 1 for r, p in enumerate(ranked[e.text]) if p in e.gold), 0))
+               for e in examples]
+        return _figures(ranked, examples), per
 
 
 def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict,
                  ) -> tuple[promote.Verdict, dict[str, Any]]:
-    """The dense verdict (a promotion) checked against the whole recall: (verdict, figures)."""
+    """The dense verdict (a promotion) checked against the whole recall: (verdict, figures).
+
+    The dense check's slices are large and its gains wide; the whole recall's differences are a few
+    queries up and a few down, as likely chance as not. So here the candidate must be clearly
+    better, query by query (``promote.clear_gain``): a tie or a gain within noise keeps the version
+    in use."""
     if not judge.usable:
         return dense, {"n": len(judge.idx), "skipped": f"fewer than {FUSED_MIN} recent commits to ask recall"}
-    base = judge.score(None)
-    inc = judge.score(incumbent) if incumbent is not None else base
-    cand = judge.score(candidate)
-    figures = {"base": base, "incumbent": inc, "candidate": cand, "as_of": judge.as_of}
-    new, old = promote.score(cand), promote.score(inc)
-    if new < old - promote.TOLERANCE:
-        return promote.Verdict(False, f"worse in the whole recall on later history ({new:.3f} < {old:.3f}), "
-                                      "though not worse in the dense channel"), figures
-    return promote.Verdict(True, f"{dense.reason}; the whole recall too ({new:.3f} ≥ {old:.3f})"), figures
+    base, base_q = judge.score(None)
+    inc, inc_q = judge.score(incumbent) if incumbent is not None else (base, base_q)
+    cand, cand_q = judge.score(candidate)
+    gain, se = promote.paired_gain(inc_q, cand_q)
+    figures = {"base": base, "incumbent": inc, "candidate": cand, "as_of": judge.as_of,
+               "gain": round(gain, 4), "se": round(se, 4)}
+    v = promote.clear_gain(inc_q, cand_q, "in the whole recall on later history")
+    if not v.promote:
+        return promote.Verdict(False, f"{v.reason}, though not worse in the dense channel"), figures
+    return promote.Verdict(True, f"{dense.reason}; {v.reason}"), figures
 
 
 def _load_adapter(store_dir: Path, version: Version | None) -> Any:
