@@ -132,6 +132,14 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
     first = out["rounds"][0]["probe_active"]["recall"]
     last = out["rounds"][-1]["probe_active"]["recall"]
     out["retention"] = last / first if first else None
+    # The same figure where round 1 kept the base: from the first round that made an adapter active,
+    # and the base model's own over all rounds (the code moving away from what the probes ask).
+    since = next((r for r in out["rounds"] if r["active"]), None)
+    out["retention_since_active"] = (
+        {"round": since["round"], "value": last / since["probe_active"]["recall"]}
+        if since and since["probe_active"]["recall"] else None)
+    b0, b1 = out["rounds"][0]["probe_base"]["recall"], out["rounds"][-1]["probe_base"]["recall"]
+    out["retention_base"] = b1 / b0 if b0 else None
     return out
 
 
@@ -149,6 +157,10 @@ def report(out: dict[str, Any]) -> str:
     incr = [r["round_s"] for r in out["rounds"][1:]]
     lines += ["", "retention (probe Recall@10 after the last round / after round 1): "
                   + (f"{100 * ret:.1f}% (target ≥ 95%)" if ret is not None else "n/a"),
+              *([f"  since round {out['retention_since_active']['round']}, the first with an adapter active: "
+                 f"{100 * out['retention_since_active']['value']:.1f}%"] if out.get("retention_since_active") else []),
+              *([f"  the base model over the same rounds: {100 * out['retention_base']:.1f}%"]
+                if out.get("retention_base") is not None else []),
               f"incremental rounds: median {sorted(incr)[len(incr) // 2]:.1f}s for {out['step']} new commits "
               "(target ≤ 30 s per 100 new episodes)" if incr else ""]
     return "\n".join(lines) + "\n"
