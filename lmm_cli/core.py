@@ -1057,8 +1057,11 @@ def _make_session_context(ws: Workspace, db: sqlite3.Connection, budget: int) ->
     out = clean_output(markdown) if printed else ""
     if key is not None:
         cites = [c for s in printed for ln in s.lines for c in ln.cites]
+        files = [c for c in cites if c.kind == "file"]
         keep(db, ws.repo.root, ws.repo.common_dir, name=session_name(budget), key=key, markdown=out,
-             files=[c.ref for c in cites if c.kind == "file"], commits=[c.ref for c in cites if c.kind == "commit"])
+             files=[*every.read, *(c.ref for c in files if c.line is not None)],
+             present=[c.ref for c in files if c.line is None], on_disk=every.on_disk,
+             commits=[c.ref for c in cites if c.kind == "commit"])
     return out
 
 

@@ -30,7 +30,6 @@ from .reading import (
     _file,
     _imperative,
     _plural,
-    _read,
     _subject,
 )
 from .render import Citation, Line, Section
@@ -204,7 +203,7 @@ def _section_lines(lines: list[str], start: int) -> Iterable[tuple[int, str]]:
 
 
 def _pyproject(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     out: list[Line] = []
@@ -257,7 +256,7 @@ def _pyproject(r: RepoView, rel: str) -> list[Line]:
 
 
 def _package_json(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     try:
@@ -283,7 +282,7 @@ def _package_json(r: RepoView, rel: str) -> list[Line]:
     else:
         for lock, mgr in (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("bun.lockb", "bun"),
                           ("package-lock.json", "npm")):
-            if (r.root / folder / lock).is_file():
+            if r.is_file(folder + lock):
                 manager = mgr
                 break
     deps: dict[str, object] = {}
@@ -312,7 +311,7 @@ def _package_json(r: RepoView, rel: str) -> list[Line]:
 
 
 def _targets(r: RepoView, rel: str, kind: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     rx = (re.compile(r"^([A-Za-z0-9][\w.-]*)\s*:(?![=:])") if kind == "make"
@@ -335,7 +334,7 @@ _WELL_KNOWN_TARGETS = frozenset("""all build test tests check lint fmt format ty
 
 
 def _precommit(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     hooks: list[tuple[int, str]] = []
@@ -372,7 +371,7 @@ def _ci_commands(lines: list[str]) -> list[tuple[int, str]]:
 
 
 def _ci(r: RepoView, rel: str, system: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     name = None
@@ -396,7 +395,7 @@ def _ci(r: RepoView, rel: str, system: str) -> list[Line]:
 
 
 def _go_mod(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if not lines:
         return []
     module = go = None
@@ -412,7 +411,7 @@ def _go_mod(r: RepoView, rel: str) -> list[Line]:
 
 
 def _cargo(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if not lines:
         return []
     for i, line in enumerate(lines):
@@ -435,7 +434,7 @@ def _cargo(r: RepoView, rel: str) -> list[Line]:
 
 
 def _ini_sections(r: RepoView, rel: str) -> list[Line]:
-    lines = _read(r.root, rel)
+    lines = r.read(rel)
     if lines is None:
         return []
     found: list[tuple[int, str]] = []
@@ -452,11 +451,12 @@ def _ini_sections(r: RepoView, rel: str) -> list[Line]:
 def _tooling(r: RepoView) -> list[Line]:
     root = r.root
     out: list[Line] = []
-    if (root / "pyproject.toml").is_file():
+    if r.is_file("pyproject.toml"):
         out += _pyproject(r, "pyproject.toml")
-    if (root / "package.json").is_file():
+    if r.is_file("package.json"):
         out += _package_json(r, "package.json")
     wf = root / ".github" / "workflows"
+    r.read_paths.add(".github/workflows")  # the folder is listed: a workflow added or removed changes what is said
     if wf.is_dir():
         flows = sorted(p.name for p in wf.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
         for name in flows[:4]:
@@ -469,22 +469,22 @@ def _tooling(r: RepoView) -> list[Line]:
                ".travis.yml": "Travis", "bitbucket-pipelines.yml": "Bitbucket", "Jenkinsfile": "Jenkins",
                ".buildkite/pipeline.yml": "Buildkite"}
     for name in _CI_FILES:
-        if (root / name).is_file():
+        if r.is_file(name):
             out += _ci(r, name, systems[name])
     for name, kind in (("Makefile", "make"), ("GNUmakefile", "make"), ("justfile", "just"), ("Justfile", "just")):
-        if (root / name).is_file():
+        if r.is_file(name):
             out += _targets(r, name, kind)
     for name in (".pre-commit-config.yaml", ".pre-commit-config.yml"):
-        if (root / name).is_file():
+        if r.is_file(name):
             out += _precommit(r, name)
     for name in ("setup.cfg", "tox.ini"):
-        if (root / name).is_file():
+        if r.is_file(name):
             out += _ini_sections(r, name)
-    if (root / "go.mod").is_file():
+    if r.is_file("go.mod"):
         out += _go_mod(r, "go.mod")
-    if (root / "Cargo.toml").is_file():
+    if r.is_file("Cargo.toml"):
         out += _cargo(r, "Cargo.toml")
-    others = [n for n in _CONFIG_FILES if (root / n).is_file()]
+    others = [n for n in _CONFIG_FILES if r.is_file(n)]
     if others:
         out.append(Line("Other config: " + ", ".join(f"`{n}`" for n in others[:10]),
                         [_file(n) for n in others[:10]]))

@@ -205,8 +205,17 @@ class RepoView:
         self.newest = min(now, newest) if newest is not None else now
         self.has_commits = newest is not None
         self._rank: dict[str, float] | None = None
-        self._on_disk: dict[str, bool] = {}
+        self.on_disk: dict[str, bool] = {}  # paths asked about: a file in the working tree or not
         self.gone: set[str] = set()  # commits git no longer has: neither cited nor counted
+        # What was read of the working tree (files, and folders listed; with ``on_disk``, what was
+        # asked of it): a brief kept for later is true only while these are as they were
+        # (``store.brief_cache``).
+        self.read_paths: set[str] = set()
+
+    def read(self, rel: str, limit: int = 512 * 1024) -> list[str] | None:
+        """The lines of the working tree's file ``rel`` (None: not a file, or over ``limit`` bytes)."""
+        self.read_paths.add(rel)
+        return _read(self.root, rel, limit)
 
     def gone_json(self) -> str:
         """``gone`` for SQL: ``… NOT IN (SELECT value FROM json_each(?))``."""
@@ -221,14 +230,16 @@ class RepoView:
             return []
         return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
+    def is_file(self, path: str) -> bool:
+        """A file in the working tree now (asked once, and recorded in ``on_disk``)."""
+        ok = self.on_disk.get(path)
+        if ok is None:
+            ok = self.on_disk[path] = (self.root / path).is_file()
+        return ok
+
     def exists(self, path: str) -> bool:
         """In the tree now: known to the index (or to git) and a file on disk (checked once)."""
-        if path not in self.files:
-            return False
-        ok = self._on_disk.get(path)
-        if ok is None:
-            ok = self._on_disk[path] = (self.root / path).is_file()
-        return ok
+        return path in self.files and self.is_file(path)
 
     def window(self, days: int) -> tuple[float, str]:
         """Where a window of ``days`` starts, and its name. It ends now, or at the newest commit

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .conventions import conventions_section
@@ -58,6 +58,8 @@ class BriefResult:
     markdown: str
     tokens: int
     sections: list[Section]
+    read: list[str] = field(default_factory=list)  # what of the working tree it read (files, folders listed)
+    on_disk: dict[str, bool] = field(default_factory=dict)  # what it asked of the working tree: a file or not
 
 
 def repo_brief(db: sqlite3.Connection, root: Path, *, budget: int = 2000, now: float | None = None) -> BriefResult:
@@ -68,6 +70,8 @@ def repo_brief(db: sqlite3.Connection, root: Path, *, budget: int = 2000, now: f
         "SELECT EXISTS (SELECT 1 FROM episodes WHERE valid_to IS NULL) OR EXISTS (SELECT 1 FROM code_files)"
     ).fetchone()[0]
     sections: list[Section] = []
+    read: set[str] = set()
+    on_disk: dict[str, bool] = {}
     verifier = Verifier(db, root)
     if known:
         r = RepoView(db, root, now)
@@ -79,7 +83,9 @@ def repo_brief(db: sqlite3.Connection, root: Path, *, budget: int = 2000, now: f
             if not gone - r.gone:
                 break
             r.gone |= gone  # made again without them; what is still gone after the last round is dropped
+        read, on_disk = r.read_paths, r.on_disk
     markdown, tokens, printed = render(
         f"Repository brief: {root.name}", sections, budget=budget, count=count_tokens,
         verify=verifier.ok, empty=EMPTY)
-    return BriefResult(markdown=markdown, tokens=tokens, sections=printed)
+    return BriefResult(markdown=markdown, tokens=tokens, sections=printed, read=sorted(read),
+                       on_disk=dict(sorted(on_disk.items())))

@@ -14,8 +14,11 @@ end today), or when the working tree changes under what it cites. So the rendere
 and it is served only when, at the moment of asking, it is still as true as when it was made — the
 checks ``brief.render.Verifier`` makes, done with ``stat`` instead of git and SQL:
 
-- every file it cites has the size, time and inode it had (a ``path:line`` stays on its line);
-- the repository's top folder is unchanged (a config file added or removed there);
+- every file it read (a config file's targets and settings) or cites at a line has the size, time
+  and inode it had, so the line still says what it said; a file it cites without a line is still a
+  file, whatever was edited in it (working on a hot spot leaves the brief as true as it was);
+- every path it asked about (is there a ``go.mod``, is this hot file still there) gets the same
+  answer;
 - git still has every commit it cites: the pack folder is unchanged (a gc or repack that could
   drop one changes it) and each commit that was a loose object is still one;
 - the notes and session turns it cites are episodes in the store, which the key covers.
@@ -29,8 +32,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 __all__ = ["memory_key", "fetch", "keep", "session_name", "SESSION_BUDGET"]
@@ -38,7 +42,7 @@ __all__ = ["memory_key", "fetch", "keep", "session_name", "SESSION_BUDGET"]
 # Tokens of the session brief: what a SessionStart hook injects, and what every capture makes ahead
 # (Claude Code moves anything over 10,000 characters to a file).
 SESSION_BUDGET = 800
-_FORMAT = 1  # bump when what is kept, or how it is checked, changes
+_FORMAT = 2  # bump when what is kept, or how it is checked, changes
 _PREFIX = "brief_cache."
 
 
@@ -70,31 +74,42 @@ def _stamp(path: Path) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size, st.st_ino]
 
 
+def _is_file(root: Path, rel: str) -> bool:
+    """A regular file inside the repository (a link out of it is not), as ``Verifier`` asks."""
+    try:
+        real = os.path.realpath(root / rel)
+        return real.startswith(os.path.realpath(root) + os.sep) and stat.S_ISREG(os.stat(real).st_mode)
+    except OSError:
+        return False
+
+
 def _loose(objects: Path, sha: str) -> Path:
     return objects / sha[:2] / sha[2:]
 
 
 def keep(db: sqlite3.Connection, root: Path, common_dir: Path, *, name: str, key: str, markdown: str,
-         files: Iterable[str], commits: Iterable[str], now: float | None = None) -> bool:
+         files: Iterable[str], present: Iterable[str], on_disk: Mapping[str, bool], commits: Iterable[str],
+         now: float | None = None) -> bool:
     """Keep ``markdown`` as the brief ``name`` made from the memory at ``key`` (read with
-    ``memory_key`` *before* it was made, so that a change while it was being made leaves it stale),
-    citing ``files`` (repository-relative) and ``commits`` (full ids git had when it was made).
-    False, and nothing kept, when the store is mid-transaction or a cited file is gone already."""
+    ``memory_key`` *before* it was made, so that a change while it was being made leaves it stale).
+    ``files``: what it read of the working tree or cites at a line (repository-relative; a path that
+    is not there counts as long as it stays away); ``present``: the files it cites without a line;
+    ``on_disk``: the paths it asked about, and whether each was a file; ``commits``: the commits it
+    cites (full ids git had when it was made). False, and nothing kept, when the store is
+    mid-transaction or a cited file is gone already."""
     if db.in_transaction:
         return False
     objects = common_dir / "objects"
     if (objects / "info" / "alternates").exists():  # commits may live in another repository's packs
         return False
-    stamps: dict[str, list[int]] = {}
-    for f in dict.fromkeys(files):
-        s = _stamp(root / f)
-        if s is None:
-            return False
-        stamps[f] = s
+    present = list(dict.fromkeys(present))
+    if not all(_is_file(root, f) for f in present):
+        return False
     commits = list(dict.fromkeys(commits))
     value = {
-        "key": key, "day": _day(now), "format": _FORMAT, "markdown": markdown, "files": stamps,
-        "root": _stamp(root), "packs": _stamp(objects / "pack"),
+        "key": key, "day": _day(now), "format": _FORMAT, "markdown": markdown,
+        "files": {f: _stamp(root / f) for f in dict.fromkeys(files)}, "present": present,
+        "on_disk": dict(on_disk), "packs": _stamp(objects / "pack"),
         "loose": [c for c in commits if _loose(objects, c).is_file()],
     }
     try:
@@ -120,11 +135,15 @@ def fetch(db: sqlite3.Connection, root: Path, common_dir: Path, *, name: str, no
     except (sqlite3.Error, ValueError):
         return None
     objects = common_dir / "objects"
-    if kept.get("root") != _stamp(root) or kept.get("packs") != _stamp(objects / "pack"):
+    if kept.get("packs") != _stamp(objects / "pack"):
         return None
     for f, s in kept.get("files", {}).items():
         if _stamp(root / f) != s:
             return None
+    if not all(_is_file(root, f) for f in kept.get("present", [])):
+        return None
+    if any((root / f).is_file() != was for f, was in kept.get("on_disk", {}).items()):
+        return None
     if not all(_loose(objects, c).is_file() for c in kept.get("loose", [])):
         return None
     markdown = kept.get("markdown")

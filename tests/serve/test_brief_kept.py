@@ -85,6 +85,19 @@ def test_an_edited_cited_file_is_not_served(repo: tuple[Path, Path]) -> None:
     assert session_start(r, store) == (text, "kept")
 
 
+def test_work_in_a_hot_file_keeps_the_brief_and_deleting_it_does_not(repo: tuple[Path, Path]) -> None:
+    """A file cited without a line (a hot spot) is cited for its history, not its text: editing it,
+    as one does while working on it, leaves the kept brief true; deleting it does not."""
+    r, store = repo
+    text, how = session_start(r, store)
+    assert how == "kept" and "`src/upload/retry.py`" in text and "src/upload/retry.py:" not in text
+    (r / "src/upload/retry.py").write_text("def retry_upload(n):\n    # work in progress\n    return n * 5\n")
+    assert session_start(r, store) == (text, "kept")
+    (r / "src/upload/retry.py").unlink()
+    text, how = session_start(r, store)
+    assert how == "made" and "`src/upload/retry.py`" not in text
+
+
 def test_a_config_file_added_at_the_top_is_seen(repo: tuple[Path, Path]) -> None:
     r, store = repo
     text, how = session_start(r, store)
