@@ -33,7 +33,7 @@ from .workspace import Workspace
 __all__ = ["init", "ingest", "capture_sessions", "after_capture", "status", "log", "parse_since", "build", "recall",
            "brief", "tune", "train", "adapters", "adapters_rollback", "remember", "forget", "feedback", "Memory",
            "integrate", "session_context",
-           "prompt_context", "record_activity", "LMM_MARK"]
+           "prompt_context", "record_activity", "refresh_session_brief", "LMM_MARK"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
 MAX_ROWS = 2**63 - 1
@@ -211,7 +211,7 @@ def after_capture(ws: Workspace, db: sqlite3.Connection, *, embed: bool | None =
         have, total = embedding_counts(db, index["encoder"])
         record_embedding(db, done=have, total=total, finished=time.time(), phase="done")
     _refresh_salience(db)  # after the index build: centrality reads the fresh code_rank
-    _refresh_session_brief(ws, db)
+    refresh_session_brief(ws, db)
     # While the first embedding runs, its job fits and trains once the vectors are all there.
     started = bool(tune and new_commits) and not embedding_pending(db) and _start_tune_if_due(ws, db)
     if not embedding_pending(db):
@@ -237,10 +237,11 @@ def _refresh_salience(db: sqlite3.Connection, episode_ids: list[int] | None = No
         return 0
 
 
-def _refresh_session_brief(ws: Workspace, db: sqlite3.Connection) -> bool:
+def refresh_session_brief(ws: Workspace, db: sqlite3.Connection) -> bool:
     """Make the session brief now, when the one kept is no longer true, so that the next session's
-    SessionStart hook finds it ready (``store.brief_cache``); True when made. Never raises: without
-    it the hook makes the brief itself, as it did before."""
+    SessionStart hook finds it ready (``store.brief_cache``); True when made. Every capture calls it,
+    and `lmm daemon` at each look at what is due (a new day, a config file edited). Never raises:
+    without it the hook makes the brief itself, as it did before."""
     from .store.brief_cache import fetch, session_name
 
     try:

@@ -9,6 +9,8 @@ What it does, at low priority (nice 15) and on a bounded number of threads (``em
   unless an `lmm watch` already does, then leaves it to that one;
 - drains the hook queue when events wait (hook-started drainers still run; the capture lock keeps
   them one at a time);
+- keeps the session brief made ahead (``core.refresh_session_brief``), so that a new day or a config
+  file edited does not leave the next session's SessionStart hook to make it;
 - embeds what a new store has not embedded yet (``jobs.embed``), fits recall's fusion weights when a
   fit is due (``model.fusion.due``) and, once the repository has been quiet for ``IDLE`` seconds,
   runs a training round when ``model.rounds.round_due`` says so.
@@ -184,10 +186,12 @@ class Daemon:
                 self.doing("idle")
 
     def due_work(self) -> None:
-        from ..core import embedding_pending
+        from ..core import embedding_pending, refresh_session_brief
 
         db = self.ws.connect()
         try:
+            if refresh_session_brief(self.ws, db):  # a new day, a config file edited: the next session finds it made
+                self.say("session brief made ahead")
             pending = embedding_pending(db)
         finally:
             db.close()

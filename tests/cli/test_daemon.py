@@ -98,6 +98,22 @@ def test_daemon_lifecycle_one_per_repository_captures_and_watches(tmp_path: Path
 
     assert _poll(lambda: ("src/mod1.py", "watch") in active(), 30.0)  # (src/new.py was written too)
 
+    # The session brief kept for the next session, gone (a new day, a config file edited): made again.
+    def kept() -> int:
+        db = sqlite3.connect(store / "lmm.db")
+        try:
+            with db:
+                return int(db.execute("SELECT count(*) FROM state WHERE key = 'brief_cache.session.800'").fetchone()[0])
+        finally:
+            db.close()
+
+    assert _poll(kept, 30.0)
+    db = sqlite3.connect(store / "lmm.db")
+    with db:
+        db.execute("DELETE FROM state WHERE key LIKE 'brief_cache.%'")
+    db.close()
+    assert _poll(kept, 30.0) and "session brief made ahead" in (store / "logs" / "daemon.log").read_text()
+
     # No detached job of the captures' own while a daemon runs: it does that work.
     from lmm_cli import core
     from lmm_cli.workspace import workspace_from_store
