@@ -11,17 +11,18 @@ A round (``run_round``) mines the store's pairs (``pairs``), newest first, and s
   a salience-weighted replay sample of those it has.
 
 Base, incumbent (the active version) and every candidate are scored on both slices as a dense-channel
-file ranking (each file scored by its best chunk; ``replay.evaluate``'s metrics). The better candidate
-becomes active only when ``promote.judge`` says so — and, with ``train.judge = "recall"`` (the
-default), only when the whole recall is clearly better with it: the recent slice's commits asked of
-recall as it stood before the oldest of them (``Recaller(as_of=…)``: history, co-change and priors
-without those commits), fused with the store's weights (``_FusedJudge``), the candidate's mean gain
-per query at least a standard error above zero (``promote.clear_gain``). A dense channel that
-improves alone can still lower the fused ranking, where the other channels already found what it
-now finds and it pushes their other answers down, or move it by what chance would; such a candidate
-is refused. Every candidate is saved as a version either way (``adapters.save_version``), with its
-scores and the verdict, so `lmm adapters` shows refused ones and why. The outcome, with its
-figures, is recorded in ``state`` under ``STATE_KEY``.
+file ranking (each file scored by its best chunk; ``replay.evaluate``'s metrics). The candidates are
+asked in the order of that score, and the first that passes becomes active. It must pass the dense
+check (``promote.judge``) and, with ``train.judge = "recall"`` (the default), the whole recall, where
+it must be clearly better: the recent slice's commits asked of recall as it stood before the oldest
+of them (``Recaller(as_of=…)``: history, co-change and priors without those commits), fused with the
+store's weights (``_FusedJudge``), the candidate's mean gain per query at least a standard error
+above zero (``promote.clear_gain``). A dense channel that improves alone can still lower the fused
+ranking, where the other channels already found what it now finds and it pushes their other answers
+down, or move it by what chance would; such a candidate is refused, and the next form is asked.
+Every candidate is saved as a version either way (``adapters.save_version``), with its scores and
+its verdict, so `lmm adapters` shows refused ones and why. The outcome, with its figures, is
+recorded in ``state`` under ``STATE_KEY``.
 
 One round at a time per store (``CaptureLock(store, "train")``). The round's plan (which queries,
 which slices, which replay sample) is written to ``adapters/.round/plan.json`` and the trainers
@@ -344,6 +345,7 @@ class _FusedJudge:
         self.as_of = min((ex[i].ts for i in self.idx), default=0.0)
         self.rec = Recaller(db, root, as_of=self.as_of, ranker=None)  # the store's fusion weights, linear
         self._reuse: dict[str, dict[str, dict[str, float]]] = {}
+        self._scored: dict[int, tuple[Any, dict[str, float], list[float]]] = {}  # id(adapter) → (adapter, …)
 
     @property
     def usable(self) -> bool:
@@ -351,7 +353,13 @@ class _FusedJudge:
 
     def score(self, adapter: Any) -> tuple[dict[str, float], list[float]]:
         """The whole recall's metrics with ``adapter`` (None: the base model), and each query's
-        ``promote.per_query`` score, in the order of ``idx``."""
+        ``promote.per_query`` score, in the order of ``idx``; asked once per adapter."""
+        got = self._scored.get(id(adapter))
+        if got is None or got[0] is not adapter:
+            got = self._scored[id(adapter)] = (adapter, *self._score(adapter))
+        return got[1], got[2]
+
+    def _score(self, adapter: Any) -> tuple[dict[str, float], list[float]]:
         ex, m = self.scorer.m.examples, self.scorer.m
         texts = [ex[i].text for i in self.idx]
         adapted = self.scorer.vectors(adapter, self.idx) if adapter is not None else None
@@ -540,13 +548,25 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     inc_s = scorer.score(inc_adapter) if incumbent is not None else base_s
     cand_adapters = {f: r.adapter() for f, r in results.items()}
     cand_s = {f: scorer.score(a) for f, a in cand_adapters.items()}
-    best = max(cand_s, key=lambda f: (promote.score(cand_s[f].recent), -trainable.index(f)))
-    b = cand_s[best]
-    verdict = promote.judge(inc_s.recent, b.recent, older_incumbent=inc_s.older, older_candidate=b.older)
-    fused: dict[str, Any] | None = None
-    if verdict.promote and settings.judge == "recall":
-        say("asking the whole recall, as it stood before the recent commits")
-        verdict, fused = _judge_fused(_FusedJudge(db, ws.repo.root, scorer), inc_adapter, cand_adapters[best], verdict)
+    # The forms in the order of their dense score on recent history; the first the judges promote is
+    # the round's. Where the whole recall refuses the best in the dense channel, the next is asked
+    # (a LoRA that ranks a little lower alone can be the one that helps the fused ranking).
+    order = sorted(cand_s, key=lambda f: (-promote.score(cand_s[f].recent), trainable.index(f)))
+    verdicts: dict[str, promote.Verdict] = {}
+    fused_of: dict[str, dict[str, Any]] = {}
+    fused_judge: _FusedJudge | None = None
+    for form in order:
+        v = promote.judge(inc_s.recent, cand_s[form].recent, older_incumbent=inc_s.older,
+                          older_candidate=cand_s[form].older)
+        if v.promote and settings.judge == "recall":
+            say(f"asking the whole recall, as it stood before the recent commits ({form})")
+            fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
+            v, fused_of[form] = _judge_fused(fused_judge, inc_adapter, cand_adapters[form], v)
+        verdicts[form] = v
+        if v.promote:
+            break
+    best = next((f for f, v in verdicts.items() if v.promote), order[0])
+    verdict, fused, b = verdicts[best], fused_of.get(best), cand_s[best]
 
     gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
     if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
@@ -558,7 +578,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     for form in trainable:
         cs = cand_s[form]
         promoted = form == best and verdict.promote
-        why = verdict.reason if form == best else (
+        why = verdicts[form].reason if form in verdicts else (
             f"the {best} candidate did better on recent history "
             f"({promote.score(b.recent):.3f} > {promote.score(cs.recent):.3f})")
         init = by_name.get(plan["init"][form]) if plan["init"][form] else None
@@ -576,7 +596,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
             "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent, "candidate": cs.recent},
                        "older": {"base": base_s.older, "incumbent": inc_s.older, "candidate": cs.older},
                        "loss": {"base": base_s.loss, "incumbent": inc_s.loss, "candidate": cs.loss},
-                       **({"fused": fused} if fused is not None and form == best else {})},
+                       **({"fused": fused_of[form]} if form in fused_of else {})},
             "promoted": promoted, "verdict": why, "incumbent": incumbent.name if incumbent else None,
             "round": plan["created"],
         }

@@ -255,6 +255,42 @@ def test_where_the_dense_channel_carries_recall_the_whole_recall_judge_keeps_a_g
     assert fused["candidate"]["n"] >= FUSED_MIN
 
 
+def test_where_the_whole_recall_refuses_the_best_dense_form_the_next_one_is_asked(
+        ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both forms trained; they tie in the dense check, so linear (listed first) is asked of the whole
+    recall first. Where the whole recall finds linear worse and LoRA better, LoRA is asked too, and it
+    is the one made active; each version keeps its own verdict and whole-recall figures."""
+    from lmm_cli.embed.adapter import LinearAdapter, LoraAdapter
+    from lmm_cli.model import rounds
+    from lmm_cli.model.adapters import active_version, list_versions
+
+    _judge_by_recall(ws)
+    real_score, real_fused = rounds._Scorer.score, rounds._FusedJudge._score
+
+    def blind(self: Any, adapter: Any) -> Any:
+        return real_score(self, None)  # the dense check sees the base model whatever it is shown: a tie
+
+    def fused(self: Any, adapter: Any) -> Any:  # the whole recall: linear hurts every query, LoRA helps each
+        figures, per = real_fused(self, None)
+        if isinstance(adapter, LinearAdapter):
+            return figures, [0.0 for _ in per]
+        if isinstance(adapter, LoraAdapter):
+            return figures, [1.0 for _ in per]
+        return figures, [0.5 for _ in per]
+
+    monkeypatch.setattr(rounds._Scorer, "score", blind)
+    monkeypatch.setattr(rounds._FusedJudge, "_score", fused)
+    out = rounds.run_round(ws, forms=["linear", "lora"], foreground=True)
+    assert out["status"] == "promoted" and out["best"] == "lora", out["reason"]
+    assert out["reason"].startswith("at least as good on later history") and "clearly better in the whole recall" in out["reason"]
+    by_form = {v.form: v for v in list_versions(ws.dir)}
+    assert by_form["linear"].extra["promoted"] is False and by_form["lora"].extra["promoted"] is True
+    assert by_form["linear"].extra["verdict"].startswith("not clearly better in the whole recall")
+    assert by_form["linear"].scores["fused"]["gain"] == -0.5 and by_form["lora"].scores["fused"]["gain"] == 0.5
+    active = active_version(ws.dir)
+    assert active is not None and active.form == "lora"
+
+
 def test_the_whole_recall_judge_wants_a_gain_chance_would_not_give() -> None:
     """The werkzeug case (stop 14): a candidate that moves a few queries up and a few down, +0.004 a
     query on 150, lost on the commits after it. A tie, a wash or a loss keeps the version in use; a
