@@ -9,7 +9,8 @@ end today), or when the working tree changes under what it cites. So the rendere
 - the memory's generation: ``memory_gen``, which m010's triggers move on at every update or delete
   of an episode (in the columns a brief reads), an episode's file or an indexed file, with the newest
   rowid of each of those tables (every insert makes a new one);
-- the UTC day and the store's schema version (an upgrade that migrates the store starts afresh);
+- the UTC day, the store's schema version (an upgrade that migrates the store starts afresh) and the
+  repository's path (a moved repository's brief names its new folder);
 
 and it is served only when, at the moment of asking, it is still as true as when it was made — the
 checks ``brief.render.Verifier`` makes, done with ``stat`` instead of git and SQL:
@@ -107,7 +108,7 @@ def keep(db: sqlite3.Connection, root: Path, common_dir: Path, *, name: str, key
         return False
     commits = list(dict.fromkeys(commits))
     value = {
-        "key": key, "day": _day(now), "format": _FORMAT, "markdown": markdown,
+        "key": key, "day": _day(now), "format": _FORMAT, "root": str(root), "markdown": markdown,
         "files": {f: _stamp(root / f) for f in dict.fromkeys(files)}, "present": present,
         "on_disk": dict(on_disk), "packs": _stamp(objects / "pack"),
         "loose": [c for c in commits if _loose(objects, c).is_file()],
@@ -130,8 +131,8 @@ def fetch(db: sqlite3.Connection, root: Path, common_dir: Path, *, name: str, no
         kept = json.loads(row[0])
         if not isinstance(kept, dict) or kept.get("format") != _FORMAT or kept.get("day") != _day(now):
             return None
-        if kept.get("key") is None or kept.get("key") != memory_key(db):
-            return None
+        if kept.get("key") is None or kept.get("key") != memory_key(db) or kept.get("root") != str(root):
+            return None  # the memory changed, or the repository moved (the brief names its folder)
     except (sqlite3.Error, ValueError):
         return None
     objects = common_dir / "objects"

@@ -151,3 +151,13 @@ def test_the_key_follows_what_a_brief_reads_and_the_day(repo: tuple[Path, Path])
         assert fetch(db, r, ws.repo.common_dir, name=name) is None
     finally:
         db.close()
+
+
+def test_a_moved_repository_is_briefed_under_its_new_name(repo: tuple[Path, Path], tmp_path: Path) -> None:
+    r, store = repo
+    text, how = session_start(r, store)
+    assert how == "kept" and "What lmm remembers of r\n" in text
+    moved = tmp_path / "renamed"
+    r.rename(moved)
+    text = context(hook("session-start", {"cwd": str(moved), "source": "startup"}, moved), "SessionStart")
+    assert "What lmm remembers of renamed\n" in text and made_now(moved, store_dir(moved)) == text
