@@ -33,7 +33,8 @@ from .workspace import Workspace
 __all__ = ["init", "ingest", "capture_sessions", "after_capture", "status", "log", "parse_since", "build", "recall",
            "brief", "tune", "train", "adapters", "adapters_rollback", "remember", "forget", "feedback", "Memory",
            "integrate", "session_context",
-           "prompt_context", "record_activity", "refresh_session_brief", "LMM_MARK"]
+           "prompt_context", "record_activity", "refresh_session_brief",
+           "make_session_context", "LMM_MARK"]
 
 Stages = Callable[[str, int, int], None]  # (stage, done, total): progress of long work
 MAX_ROWS = 2**63 - 1
@@ -242,49 +243,35 @@ def refresh_session_brief(ws: Workspace, db: sqlite3.Connection) -> bool:
     SessionStart hook finds it ready (``store.brief_cache``); True when made. Every capture calls it,
     and `lmm daemon` at each look at what is due (a new day, a config file edited). Never raises:
     without it the hook makes the brief itself, as it did before."""
-    from .store.brief_cache import fetch, session_name
-
     try:
-        if fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(SESSION_BUDGET)) is not None:
-            return False
-        _make_session_context(ws, db, SESSION_BUDGET)
-        return True
+        return _session_brief(ws, db, SESSION_BUDGET)[1]
     except Exception:  # noqa: BLE001 - a brief made ahead is an optimisation; capture must not depend on it
         return False
 
 
-_AIDER_STATE = "integrations.aider.brief"  # what the memory held when .aider.lmm.md was last written
-
-
 def _refresh_aider(ws: Workspace, db: sqlite3.Connection) -> bool:
     """Rewrite aider's conventions file with the current session brief, when this repository has
-    the aider integration and the memory changed since it was last written; True when rewritten.
-    Cheap when there is nothing to do (a file check, one query); the file is written atomically,
-    and only while it is still lmm's (a file deleted or taken over by the user is left alone).
-    Never raises: the file is a convenience."""
+    the aider integration and the brief is no longer what the file says; True when rewritten. Cheap
+    when there is nothing to do: the brief is the one kept in the store while it is still true
+    (``store.brief_cache``: the memory, the day and what it read of the working tree). The file is
+    written atomically, and only while it is still lmm's (a file deleted or taken over by the user
+    is left alone). Never raises: the file is a convenience."""
     from .integrations import aider
     from .integrations.merge import Manifest, read_text, write_text
-    from .store.db import transaction
 
     try:
         manifest = ws.dir / "integrations.json"
         if not manifest.is_file() or aider.CONVENTIONS not in Manifest(manifest).tool("aider").get("files", {}):
             return False
-        count, last = db.execute("SELECT count(*), coalesce(max(id), 0) FROM episodes").fetchone()
-        mark = f"{count}:{last}:{ws.repo.head() or ''}"
-        row = db.execute("SELECT value FROM state WHERE key = ?", (_AIDER_STATE,)).fetchone()
         path = ws.repo.root / aider.CONVENTIONS
         have = read_text(path)
-        if have is None or LMM_MARK not in have or (row is not None and row[0] == mark):
+        if have is None or LMM_MARK not in have:
             return False
-        text = aider.conventions_text(LMM_MARK, session_context(ws, budget=AIDER_BRIEF))
-        changed = text != have
-        if changed:
-            write_text(path, text)
-        with transaction(db):
-            db.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                       "value = excluded.value", (_AIDER_STATE, mark))
-        return changed
+        text = aider.conventions_text(LMM_MARK, _session_brief(ws, db, AIDER_BRIEF)[0])
+        if text == have:
+            return False
+        write_text(path, text)
+        return True
     except Exception:  # noqa: BLE001 - a stale conventions file is better than a failed capture
         return False
 
@@ -1031,17 +1018,23 @@ def session_context(ws: Workspace, *, budget: int = SESSION_BUDGET) -> str:
     Kept in the store once made (``store.brief_cache``) and served from there while it is still
     what making it again would say; every capture makes it ahead of the next session
     (``after_capture``)."""
-    from .store.brief_cache import fetch, session_name
-
     db = ws.connect()
     try:
-        kept = fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(budget))
-        return kept if kept is not None else _make_session_context(ws, db, budget)
+        return _session_brief(ws, db, budget)[0]
     finally:
         db.close()
 
 
-def _make_session_context(ws: Workspace, db: sqlite3.Connection, budget: int) -> str:
+def _session_brief(ws: Workspace, db: sqlite3.Connection, budget: int) -> tuple[str, bool]:
+    """The session brief at ``budget`` tokens, and whether it was made now (False: the one kept)."""
+    from .store.brief_cache import fetch, session_name
+
+    kept = fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(budget))
+    return (kept, False) if kept is not None else (make_session_context(ws, db, budget), True)
+
+
+def make_session_context(ws: Workspace, db: sqlite3.Connection, budget: int = SESSION_BUDGET) -> str:
+    """The session brief made now (not read from the store), and kept there for the next to ask."""
     from .brief.render import render
     from .brief.repo import repo_brief
     from .brief.tokens import count_tokens

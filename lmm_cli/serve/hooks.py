@@ -112,13 +112,13 @@ def _session_start(ws: Any, p: Payload, note: list[str]) -> str | None:
     db = ws.connect()  # the brief every capture made ahead, when still true: no import of the core
     try:
         brief = fetch(db, ws.repo.root, ws.repo.common_dir, name=session_name(BRIEF_BUDGET))
+        kept = brief is not None
+        if brief is None:
+            from ..core import make_session_context
+
+            brief = make_session_context(ws, db, BRIEF_BUDGET)
     finally:
         db.close()
-    kept = brief is not None
-    if brief is None:
-        from ..core import session_context
-
-        brief = session_context(ws, budget=BRIEF_BUDGET)
     note.append(f"source={p.source or '-'} chars={len(brief)} brief={'kept' if kept else 'made'}")
     if not brief:
         return None
