@@ -875,7 +875,9 @@ def train_cmd(
     names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
     probe slice are held out; the candidate, trained from the active version, becomes active only if
     it ranks files at least as well as the version in use on both, and the whole recall (as it
-    stood before the recent commits) does not get worse with it (`[train] judge` in the config).
+    stood before the recent commits) is clearly better with it (`[train] judge` in the config). The
+    round also fits how much weight recall should give the dense channel with the candidate (its
+    "dense weight"), on queries other than those it is judged on.
     Every candidate is kept as a version (`lmm adapters`). lmm runs rounds in the background as
     history arrives.
 
@@ -912,7 +914,9 @@ def train_cmd(
         whole = Table(title=f"whole recall, as it stood before the recent {n} commits")
         for col in ("", "Hit@5", "MRR", "R@10"):
             whole.add_column(col, justify="left" if not col else "right")
-        for key, label in (("base", "base model"), ("incumbent", names["incumbent"]), ("candidate", out["best"])):
+        in_use = f"{names['incumbent']}, dense weight ×{fused.get('incumbent_dense_scale', 1.0):g}"
+        cand = f"{out['best']}, dense weight ×{fused.get('dense_scale', 1.0):g}"
+        for key, label in (("base", "base model"), ("incumbent", in_use), ("candidate", cand)):
             whole.add_row(label, _fig(fused[key], "hit5"), _fig(fused[key], "mrr"), _fig(fused[key], "recall"))
         _wide().print(whole)
     if out["status"] == "promoted":
@@ -946,7 +950,8 @@ def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bo
     from rich.table import Table
 
     table = Table()
-    for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "size", "status"):
+    for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "dense weight", "size",
+                "status"):
         table.add_column(col)
     for v in out["versions"]:
         rec, old = v["scores"].get("recent") or {}, v["scores"].get("older") or {}
@@ -957,7 +962,7 @@ def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bo
         table.add_row(v["name"], datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M"), v["form"], data,
                       f"{_fig(rec.get('incumbent'), 'hit5')} → {_fig(rec.get('candidate'), 'hit5')}",
                       f"{_fig(old.get('incumbent'), 'hit5')} → {_fig(old.get('candidate'), 'hit5')}",
-                      f"{v['size_bytes'] / 1024:.0f} KB", status)
+                      f"×{v.get('dense_scale', 1.0):g}", f"{v['size_bytes'] / 1024:.0f} KB", status)
     _wide().print(table)
     if out["active"] is None:
         print("active: the base model (no adapter)")

@@ -70,7 +70,7 @@ from .intent import (
 from .languages import language_of
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "SessionHit", "Recall", "Recaller",
-           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS"]
+           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS", "dense_scale", "scaled_weights"]
 
 CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
             "fixes")
@@ -220,6 +220,24 @@ def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
         "INSERT INTO state (key, value) VALUES ('fusion_weights', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (json.dumps({k: round(float(weights[k]), 4) for k in CHANNELS}),),
     )
+
+
+def dense_scale(encoder: Any) -> float:
+    """How much the fusion multiplies the dense channel's weight by for this query encoder: an
+    adapted encoder's ``dense_scale`` (fitted by its training round), 1 for the base or none."""
+    s = getattr(encoder, "dense_scale", 1.0) if encoder is not None else 1.0
+    try:
+        s = float(s)
+    except (TypeError, ValueError):
+        return 1.0
+    return s if math.isfinite(s) and 0.0 < s <= 10.0 else 1.0
+
+
+def scaled_weights(weights: dict[str, float], scale: float) -> dict[str, float]:
+    """``weights`` with the dense channel's multiplied by ``scale`` (the same dict when 1)."""
+    if scale == 1.0:
+        return weights
+    return {**weights, "dense": weights.get("dense", 0.0) * scale}
 
 
 STORE_RANKER: Any = object()  # Recaller(ranker=…): the store's active learned ranker, if any
@@ -859,10 +877,20 @@ class Recaller:
         r = self._ranker
         return r if r is not None and r.compatible(self.encoder is not None) else None
 
-    def order(self, ch: dict[str, dict[str, float]]) -> tuple[list[tuple[str, float]], str]:
-        """The files for channel scores ``ch``, best first, and what ordered them: the linear fusion,
-        its top re-ranked by the learned ranker where one applies (one that fails is dropped)."""
-        ranked = [(p, s) for p, s in self.fuse(ch, self.weights) if p in self.files]
+    @property
+    def fusion_weights(self) -> dict[str, float]:
+        """The weights the fusion ranks by: the store's, with the dense channel's multiplied by the
+        query encoder's ``dense_scale`` (an adapter version's round fits how much more, or less, its
+        dense channel is worth in the whole recall: ``model.rounds``)."""
+        return scaled_weights(self.weights, dense_scale(self.encoder))
+
+    def order(self, ch: dict[str, dict[str, float]],
+              weights: dict[str, float] | None = None) -> tuple[list[tuple[str, float]], str]:
+        """The files for channel scores ``ch``, best first, and what ordered them: the linear fusion
+        (under ``weights``, default ``fusion_weights``), its top re-ranked by the learned ranker
+        where one applies (one that fails is dropped)."""
+        ranked = [(p, s) for p, s in self.fuse(ch, self.fusion_weights if weights is None else weights)
+                  if p in self.files]
         ranker = self.learned_ranker()
         if ranker is None:
             return ranked, "fusion"
@@ -902,7 +930,8 @@ class Recaller:
                       {sha: sha not in ev.gone for sha in asked}, ranked_by)
 
     def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
-        contrib = {c: self.weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}
+        weights = self.fusion_weights
+        contrib = {c: weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}
         why: list[str] = []
         for c, v in sorted(contrib.items(), key=lambda kv: -kv[1]):
             if v <= 0 or len(why) >= 3:

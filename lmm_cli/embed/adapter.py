@@ -202,10 +202,12 @@ class AdaptedEncoder:
 
     Use it for queries only: documents are compared with the base model's stored vectors."""
 
-    def __init__(self, base: Encoder, adapter: LinearAdapter | LoraAdapter, adapter_version: str) -> None:
+    def __init__(self, base: Encoder, adapter: LinearAdapter | LoraAdapter, adapter_version: str, *,
+                 dense_scale: float = 1.0) -> None:
         self.base = base
         self.adapter = adapter
         self.adapter_version = adapter_version
+        self.dense_scale = dense_scale  # recall multiplies the dense channel's fusion weight by it
         self.id = base.id
         self.dim = base.dim
         self.form = adapter.form

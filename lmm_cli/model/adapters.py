@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -68,6 +69,9 @@ class Version:
     window: dict[str, Any] = field(default_factory=dict)  # the data window: episode ids/times, pair counts
     size_bytes: int = 0
     active: bool = False
+    # The dense channel's weight in the fusion is multiplied by this while the version is active:
+    # fitted by its round on the whole recall (``rounds._FusedJudge``); 1 for versions before it.
+    dense_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)  # anything else the caller put in meta.json
 
     @property
@@ -99,7 +103,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 # -- reading -------------------------------------------------------------------------------------
 
 _WEIGHTS = {"linear": ("adapter.safetensors",), "lora": ("adapter_model.safetensors", "adapter_config.json")}
-_FIELDS = {"form", "created", "parent", "base_model", "pairs", "seen", "scores", "config", "window", "size_bytes"}
+_FIELDS = {"form", "created", "parent", "base_model", "pairs", "seen", "scores", "config", "window", "size_bytes",
+           "dense_scale"}
 
 
 def _read_version(path: Path, active: str | None) -> Version | None:
@@ -116,11 +121,21 @@ def _read_version(path: Path, active: str | None) -> Version | None:
             base_model=str(meta.get("base_model", "")), pairs=int(meta.get("pairs", 0)),
             seen=[str(s) for s in meta.get("seen", [])], scores=dict(meta.get("scores") or {}),
             config=dict(meta.get("config") or {}), window=dict(meta.get("window") or {}),
-            size_bytes=int(meta.get("size_bytes", 0)), active=path.name == active, extra=extra,
+            size_bytes=int(meta.get("size_bytes", 0)), active=path.name == active,
+            dense_scale=_scale(meta.get("dense_scale", 1.0)), extra=extra,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         _LOG.debug("adapter version %s unreadable: %s", path, e)
         return None
+
+
+def _scale(value: Any) -> float:
+    """A recorded dense scale, or 1 where it is missing or not a sane number."""
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return s if math.isfinite(s) and 0.0 < s <= 10.0 else 1.0
 
 
 def _active_name(store_dir: Path) -> str | None:
@@ -360,7 +375,8 @@ def load_query_encoder(store_dir: Path, base: Encoder) -> Encoder:
     try:
         from ..embed.adapter import AdaptedEncoder, load_adapter
 
-        return AdaptedEncoder(base, load_adapter(version_dir(store_dir, v.name), v.form), v.name)
+        return AdaptedEncoder(base, load_adapter(version_dir(store_dir, v.name), v.form), v.name,
+                              dense_scale=v.dense_scale)
     except Exception as e:  # noqa: BLE001 - a broken adapter must never break recall
         _LOG.debug("adapter %s unusable: %s", v.name, e)
         return base

@@ -619,10 +619,12 @@ class ReplayMemory:
         return self.cache[query]
 
     def rank(self, query: str, k: int = 10, weights: dict[str, float] | None = None) -> list[str]:
-        from ..address.recall import Recaller
+        from ..address.recall import Recaller, dense_scale, scaled_weights
 
         assert self.recaller is not None
-        ranked = Recaller.fuse(self.channels(query), self.weights if weights is None else weights)
+        # the query encoder's dense scale applies as in a user's recall (an adapter's fitted one)
+        w = scaled_weights(self.weights if weights is None else weights, dense_scale(self.recaller.encoder))
+        ranked = Recaller.fuse(self.channels(query), w)
         return [p for p, _ in ranked if p in self.recaller.files][:k]
 
     def ranker(self, weights: dict[str, float], depth: int = 100) -> Callable[[str], list[str]]:

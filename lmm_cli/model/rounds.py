@@ -34,6 +34,7 @@ should run one; ``forget_sources`` drops every version that learned from forgott
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -71,6 +72,8 @@ OLDER_MAX = 300  # probe queries scored as the older slice, newest first
 MIN_QUERIES = 20  # fewer mined queries than this: too little history to train or to judge
 MIN_TRAIN = 8  # training queries a form needs
 FUSED_MIN = 10  # recent commit queries the whole-recall judge needs (fewer: the dense verdict stands)
+# Multiples of the store's dense weight the whole-recall judge tries for a candidate (``_FusedJudge``)
+DENSE_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SALIENT = 0.5  # an episode at least this salient counts towards `train.min_new_salient`
 PLAN_VERSION = 1
 Stages = Callable[[str, int, int], None]
@@ -334,7 +337,12 @@ class _QueryCache:
 
 class _FusedJudge:
     """Scores query encoders by the whole recall on the recent slice's commits, as recall stood
-    before the oldest of them; the channels that do not depend on the encoder are computed once."""
+    before the oldest of them; the channels that do not depend on the encoder are computed once.
+
+    An adapter changes how good the dense channel is, so the weight the fusion should give it
+    changes too: each encoder is scored at every ``DENSE_SCALES`` multiple of the store's dense
+    weight, and ``cross_fit`` gives each query the score it gets at the scale fitted on the other
+    half of the queries (never on itself), so a fitted scale's gain is measured honestly."""
 
     def __init__(self, db: sqlite3.Connection, root: Path, scorer: _Scorer) -> None:
         from ..address.recall import Recaller
@@ -345,56 +353,104 @@ class _FusedJudge:
         self.as_of = min((ex[i].ts for i in self.idx), default=0.0)
         self.rec = Recaller(db, root, as_of=self.as_of, ranker=None)  # the store's fusion weights, linear
         self._reuse: dict[str, dict[str, dict[str, float]]] = {}
-        self._scored: dict[int, tuple[Any, dict[str, float], list[float]]] = {}  # id(adapter) → (adapter, …)
+        self._channels: dict[int, tuple[Any, list[dict[str, dict[str, float]]]]] = {}  # id(adapter) → (adapter, …)
+        self._scored: dict[tuple[int, float], tuple[dict[str, float], list[float]]] = {}
 
     @property
     def usable(self) -> bool:
         return len(self.idx) >= FUSED_MIN
 
-    def score(self, adapter: Any) -> tuple[dict[str, float], list[float]]:
-        """The whole recall's metrics with ``adapter`` (None: the base model), and each query's
-        ``promote.per_query`` score, in the order of ``idx``; asked once per adapter."""
-        got = self._scored.get(id(adapter))
-        if got is None or got[0] is not adapter:
-            got = self._scored[id(adapter)] = (adapter, *self._score(adapter))
-        return got[1], got[2]
-
-    def _score(self, adapter: Any) -> tuple[dict[str, float], list[float]]:
+    def _channel_scores(self, adapter: Any) -> list[dict[str, dict[str, float]]]:
+        got = self._channels.get(id(adapter))
+        if got is not None and got[0] is adapter:
+            return got[1]
         ex, m = self.scorer.m.examples, self.scorer.m
         texts = [ex[i].text for i in self.idx]
         adapted = self.scorer.vectors(adapter, self.idx) if adapter is not None else None
         self.rec.encoder = _QueryCache(m.model, texts, m.q[self.idx], adapted)
-        ranked: dict[str, list[str]] = {}
+        out = []
         for text in texts:
             ch, _ = self.rec.channel_scores(text, reuse=self._reuse.get(text))
             self._reuse.setdefault(text, ch)
-            ranked[text] = [p for p, _ in self.rec.order(ch)[0][:100]]
-        examples = [ex[i] for i in self.idx]
+            out.append(ch)
+        self._channels[id(adapter)] = (adapter, out)
+        return out
+
+    def score(self, adapter: Any, scale: float = 1.0) -> tuple[dict[str, float], list[float]]:
+        """The whole recall's metrics with ``adapter`` (None: the base model) and the dense weight
+        times ``scale``, and each query's ``promote.per_query`` score, in the order of ``idx``."""
+        self._channel_scores(adapter)  # keeps ``adapter`` alive while its id keys the scores
+        key = (id(adapter), scale)
+        got = self._scored.get(key)
+        if got is None:
+            got = self._scored[key] = self._score(adapter, scale)
+        return got
+
+    def _score(self, adapter: Any, scale: float) -> tuple[dict[str, float], list[float]]:
+        from ..address.recall import scaled_weights
+
+        chs = self._channel_scores(adapter)
+        weights = scaled_weights(self.rec.weights, scale)
+        examples = [self.scorer.m.examples[i] for i in self.idx]
+        ranked = {e.text: [p for p, _ in self.rec.order(ch, weights)[0][:100]] for e, ch in zip(examples, chs)}
         per = [promote.per_query(next((r + 1 for r, p in enumerate(ranked[e.text]) if p in e.gold), 0))
                for e in examples]
         return _figures(ranked, examples), per
 
+    def _best_scale(self, adapter: Any, rows: Sequence[int]) -> float:
+        """The scale whose mean per-query score over ``rows`` is highest (ties: the one nearest 1)."""
+        def mean_at(s: float) -> float:
+            per = self.score(adapter, s)[1]
+            return sum(per[r] for r in rows) / max(1, len(rows))
+        return max(DENSE_SCALES, key=lambda s: (round(mean_at(s), 9), -abs(math.log(s))))
 
-def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict,
-                 ) -> tuple[promote.Verdict, dict[str, Any]]:
-    """The dense verdict (a promotion) checked against the whole recall: (verdict, figures).
+    def cross_fit(self, adapter: Any) -> tuple[list[float], float]:
+        """(each query's score at the scale fitted on the other half, the scale fitted on all)."""
+        halves = [list(range(0, len(self.idx), 2)), list(range(1, len(self.idx), 2))]
+        per = [0.0] * len(self.idx)
+        for k, rows in enumerate(halves):
+            at = self.score(adapter, self._best_scale(adapter, halves[1 - k]))[1]
+            for r in rows:
+                per[r] = at[r]
+        return per, self._best_scale(adapter, range(len(self.idx)))
 
-    The dense check's slices are large and its gains wide; the whole recall's differences are a few
-    queries up and a few down, as likely chance as not. So here the candidate must be clearly
-    better, query by query (``promote.clear_gain``): a tie or a gain within noise keeps the version
-    in use."""
+
+def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict, *,
+                 incumbent_scale: float = 1.0) -> tuple[promote.Verdict, dict[str, Any], float]:
+    """The dense verdict (a promotion) checked against the whole recall: (verdict, figures, the
+    candidate's dense scale).
+
+    The candidate is scored at the dense weight fitted for it (``_FusedJudge.cross_fit``: each
+    query at the weight fitted on the other half). The dense check's slices are large and its gains
+    wide; the whole recall's differences are a few queries up and a few down, as likely chance as
+    not. So the candidate must be clearly better, query by query (``promote.clear_gain``), than the
+    version in use as it runs now: a tie or a gain within noise keeps the version in use. And the
+    gain must be the adapter's: the candidate must be clearly better than the version in use given
+    a dense weight fitted the same way too. (Where only the weight helps, the version in use at that
+    weight does as well; promoting the adapter with it would credit the adapter for the weight's
+    gain, and on later history such a bundle gave part of it back.)"""
     if not judge.usable:
-        return dense, {"n": len(judge.idx), "skipped": f"fewer than {FUSED_MIN} recent commits to ask recall"}
-    base, base_q = judge.score(None)
-    inc, inc_q = judge.score(incumbent) if incumbent is not None else (base, base_q)
-    cand, cand_q = judge.score(candidate)
-    gain, se = promote.paired_gain(inc_q, cand_q)
-    figures = {"base": base, "incumbent": inc, "candidate": cand, "as_of": judge.as_of,
-               "gain": round(gain, 4), "se": round(se, 4)}
-    v = promote.clear_gain(inc_q, cand_q, "in the whole recall on later history")
+        return dense, {"n": len(judge.idx), "skipped": f"fewer than {FUSED_MIN} recent commits to ask recall"}, 1.0
+    base, _ = judge.score(None)
+    now, now_q = judge.score(incumbent, incumbent_scale)
+    refit_q, refit_scale = judge.cross_fit(incumbent)
+    cand_q, scale = judge.cross_fit(candidate)
+    cand, _ = judge.score(candidate, scale)
+    gain, se = promote.paired_gain(now_q, cand_q)
+    own, own_se = promote.paired_gain(refit_q, cand_q)
+    figures = {"base": base, "incumbent": now, "candidate": cand, "as_of": judge.as_of,
+               "gain": round(gain, 4), "se": round(se, 4), "dense_scale": scale,
+               "incumbent_dense_scale": incumbent_scale,
+               "adapter_gain": round(own, 4), "adapter_se": round(own_se, 4), "incumbent_fitted_scale": refit_scale}
+    v = promote.clear_gain(now_q, cand_q, "in the whole recall on later history")
     if not v.promote:
-        return promote.Verdict(False, f"{v.reason}, though not worse in the dense channel"), figures
-    return promote.Verdict(True, f"{dense.reason}; {v.reason}"), figures
+        return promote.Verdict(False, f"{v.reason}, though not worse in the dense channel"), figures, scale
+    if not promote.clear_gain(refit_q, cand_q, "").promote:
+        return promote.Verdict(False, f"better in the whole recall only for its dense weight: the version in use at "
+                                      f"a weight fitted the same way (×{refit_scale:g}) does as well "
+                                      f"(the adapter's own part {own:+.3f} ± {own_se:.3f} per query)"), figures, scale
+    return promote.Verdict(True, f"{dense.reason}; {v.reason} at dense weight ×{scale:g} "
+                                 f"(the adapter's own part {own:+.3f} ± {own_se:.3f})"), figures, scale
 
 
 def _load_adapter(store_dir: Path, version: Version | None) -> Any:
@@ -554,6 +610,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     order = sorted(cand_s, key=lambda f: (-promote.score(cand_s[f].recent), trainable.index(f)))
     verdicts: dict[str, promote.Verdict] = {}
     fused_of: dict[str, dict[str, Any]] = {}
+    scale_of: dict[str, float] = {}  # each form's dense scale, where the whole recall fitted one
     fused_judge: _FusedJudge | None = None
     for form in order:
         v = promote.judge(inc_s.recent, cand_s[form].recent, older_incumbent=inc_s.older,
@@ -561,7 +618,9 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
         if v.promote and settings.judge == "recall":
             say(f"asking the whole recall, as it stood before the recent commits ({form})")
             fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
-            v, fused_of[form] = _judge_fused(fused_judge, inc_adapter, cand_adapters[form], v)
+            v, fused_of[form], scale_of[form] = _judge_fused(
+                fused_judge, inc_adapter, cand_adapters[form], v,
+                incumbent_scale=incumbent.dense_scale if incumbent is not None else 1.0)
         verdicts[form] = v
         if v.promote:
             break
@@ -598,6 +657,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
                        "loss": {"base": base_s.loss, "incumbent": inc_s.loss, "candidate": cs.loss},
                        **({"fused": fused_of[form]} if form in fused_of else {})},
             "promoted": promoted, "verdict": why, "incumbent": incumbent.name if incumbent else None,
+            "dense_scale": scale_of.get(form, 1.0),
             "round": plan["created"],
         }
         from .adapters import save_version

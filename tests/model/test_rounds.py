@@ -270,8 +270,8 @@ def test_where_the_whole_recall_refuses_the_best_dense_form_the_next_one_is_aske
     def blind(self: Any, adapter: Any) -> Any:
         return real_score(self, None)  # the dense check sees the base model whatever it is shown: a tie
 
-    def fused(self: Any, adapter: Any) -> Any:  # the whole recall: linear hurts every query, LoRA helps each
-        figures, per = real_fused(self, None)
+    def fused(self: Any, adapter: Any, scale: float) -> Any:  # the whole recall: linear hurts every query, LoRA helps each
+        figures, per = real_fused(self, None, scale)
         if isinstance(adapter, LinearAdapter):
             return figures, [0.0 for _ in per]
         if isinstance(adapter, LoraAdapter):
@@ -310,3 +310,114 @@ def test_the_whole_recall_judge_wants_a_gain_chance_would_not_give() -> None:
     v = clear_gain(inc, clear, "in the whole recall")
     assert v.promote is True and v.reason.startswith("clearly better in the whole recall (+0.0")
     assert clear_gain(clear, inc, "in the whole recall").promote is False  # the same, backwards: a loss
+
+
+def test_the_active_versions_dense_weight_is_the_one_recall_fuses_with(ws: Any) -> None:
+    """A version's round fits how much the dense channel is worth with it (``dense_scale``); while
+    it is active, recall's fusion multiplies the dense weight by it, so the order of files changes;
+    rollback to the base puts the store's weight back, and a damaged value counts as 1."""
+    from lmm_cli import core
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.address.recall import Recaller, load_weights
+    from lmm_cli.model import adapters as A
+    from lmm_cli.model.trainer import TrainResult
+
+    db = ws.connect()
+    try:
+        base = stored_encoder(db, ws.config().models.encoder)
+        assert base is not None
+        W = np.zeros((base.dim, base.dim), np.float32)
+        meta = {"base_model": base.id, "config": {"form": "linear"}}
+        scaled = A.save_version(ws.dir, TrainResult(form="linear", tensors={"W": W}), {**meta, "dense_scale": 3.0})
+        damaged = A.save_version(ws.dir, TrainResult(form="linear", tensors={"W": W}), {**meta, "dense_scale": "nan"})
+        stored = load_weights(db)
+        a, b = sorted(r[0] for r in db.execute("SELECT path FROM code_files LIMIT 2"))
+        # a by its words, b by its meaning: b's dense score is worth half of a's lexical one at the
+        # store's weights, and one and a half times it at three times the dense weight
+        ch = {"lexical": {a: 1.0}, "dense": {b: stored["lexical"] / (2 * stored["dense"])}}
+
+        def first() -> tuple[str, float]:
+            rec = Recaller(db, ws.repo.root, encoder=core.query_encoder(ws, base), ranker=None)
+            return rec.order(ch)[0][0][0], rec.fusion_weights["dense"]
+
+        assert first() == (a, stored["dense"])  # no adapter: the store's weights
+        A.activate(ws.dir, scaled.name)
+        assert first() == (b, 3.0 * stored["dense"])
+        listed = {v["name"]: v for v in json.loads(lmm("adapters", "--repo", str(ws.repo.root), "--json").stdout)["versions"]}
+        assert listed[scaled.name]["dense_scale"] == 3.0 and listed[damaged.name]["dense_scale"] == 1.0
+        A.activate(ws.dir, damaged.name)
+        assert first() == (a, stored["dense"])
+        lmm("adapters", "rollback", "base", "--repo", str(ws.repo.root))
+        assert first() == (a, stored["dense"])
+    finally:
+        db.close()
+
+
+class _StubJudge:
+    """A whole-recall judge whose per-query scores are given for each (adapter, dense scale)."""
+
+    def __init__(self, table: dict[tuple[Any, float], list[float]]) -> None:
+        from lmm_cli.model import rounds
+
+        self.table = table
+        self.idx = list(range(len(next(iter(table.values())))))
+        self.as_of = 0.0
+        self.usable = True
+        self._real = rounds._FusedJudge
+        self._scored: dict[Any, Any] = {}
+
+    def score(self, adapter: Any, scale: float = 1.0) -> tuple[dict[str, float], list[float]]:
+        # a scale the table does not name scores as ×1; the base model as the version in use does
+        per = self.table.get((adapter, scale)) or self.table.get((adapter, 1.0)) or self.table[("inc", 1.0)]
+        return {"mrr": sum(per) / len(per), "hit5": sum(per) / len(per), "n": len(per)}, list(per)
+
+    def _best_scale(self, adapter: Any, rows: Any) -> float:
+        return self._real._best_scale(self, adapter, rows)  # type: ignore[arg-type]
+
+    def cross_fit(self, adapter: Any) -> Any:
+        return self._real.cross_fit(self, adapter)  # type: ignore[arg-type]
+
+
+def test_the_dense_weight_a_candidate_is_judged_at_was_fitted_on_other_queries() -> None:
+    """The judge fits each candidate's dense weight on half the recent queries and scores the other
+    half with it, and the other way round: a weight that only fits the queries it was chosen on
+    (here even queries want ×3, odd ones ×0.5) gains nothing and is refused; a weight every query
+    agrees on is taken, recorded, and named in the verdict. The candidate must clearly beat the
+    version in use both as that runs now and where that is given a weight fitted the same way (else
+    the gain is the weight's, not the adapter's)."""
+    from lmm_cli.model import promote, rounds
+
+    dense_ok = promote.Verdict(True, "at least as good on later history")
+    n = 40
+    even = [i % 2 == 0 for i in range(n)]
+    inc = [0.5] * n
+    overfit = {("inc", 1.0): inc, ("cand", 1.0): [0.5] * n,
+               ("cand", 3.0): [1.0 if e else 0.0 for e in even], ("cand", 0.5): [0.0 if e else 1.0 for e in even]}
+    v, figures, scale = rounds._judge_fused(_StubJudge(overfit), "inc", "cand", dense_ok)  # type: ignore[arg-type]
+    # in sample ×3 or ×0.5 gains +0.5 on its half; each half's weight lands on the other half: −0.5
+    assert v.promote is False and figures["gain"] < 0, (v.reason, figures)
+    agreed = {("inc", 1.0): inc, ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.75] * n}
+    v, figures, scale = rounds._judge_fused(_StubJudge(agreed), "inc", "cand", dense_ok)  # type: ignore[arg-type]
+    assert v.promote is True and scale == 3.0 and figures["dense_scale"] == 3.0, (v.reason, figures)
+    assert "at dense weight ×3" in v.reason and figures["gain"] == 0.25 and figures["adapter_gain"] == 0.25
+    # The version in use runs at ×2 (its own round's weight): 0.9 a query. A candidate at 0.85 is
+    # not better than that, though it beats the version in use re-fitted on halves (0.75).
+    running = {("inc", 1.0): inc, ("inc", 2.0): [1.0 if e else 0.8 for e in even],
+               ("inc", 1.5): [0.7 if e else 1.0 for e in even], ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.85] * n}
+    v, figures, _ = rounds._judge_fused(_StubJudge(running), "inc", "cand", dense_ok,  # type: ignore[arg-type]
+                                        incumbent_scale=2.0)
+    assert figures["adapter_gain"] >= figures["adapter_se"] > 0 and figures["incumbent_fitted_scale"] == 2.0
+    assert v.promote is False and figures["gain"] < 0, (v.reason, figures)
+    # The version in use runs at ×1 (0.5) but would score 0.8 at ×3; the candidate at ×3 scores 0.7:
+    # clearly better than what runs, only for the weight: refused.
+    weight_only = {("inc", 1.0): inc, ("inc", 3.0): [0.8] * n, ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.7] * n}
+    v, figures, _ = rounds._judge_fused(_StubJudge(weight_only), "inc", "cand", dense_ok)  # type: ignore[arg-type]
+    assert figures["gain"] >= figures["se"] and figures["adapter_gain"] < 0, figures
+    assert v.promote is False and v.reason.startswith("better in the whole recall only for its dense weight"), v.reason
+    # The same, where the adapter's own part is a little above the re-fitted version in use, within
+    # what chance gives: nothing shows the gain is the adapter's, so it is refused as well.
+    within = {("inc", 1.0): inc, ("inc", 3.0): [0.75 if e else 0.65 for e in even],
+              ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.62 if e else 0.8 for e in even]}
+    v, figures, _ = rounds._judge_fused(_StubJudge(within), "inc", "cand", dense_ok)  # type: ignore[arg-type]
+    assert figures["gain"] >= figures["se"] and 0 < figures["adapter_gain"] < figures["adapter_se"], figures
+    assert v.promote is False and v.reason.startswith("better in the whole recall only for its dense weight"), v.reason
