@@ -8,7 +8,8 @@ held-out commits after the cut are asked four ways, all from the same store and 
 - the dense channel alone, under the base encoder and under each trained candidate (the adapter
   itself, whether or not the round promoted it);
 - the fused recall under the base encoder (today's fusion) and under each candidate;
-- lmm as it would run: the base, or the candidate the round promoted.
+- lmm as it would run: the base, or the candidate the round promoted (at the dense weight its
+  round fitted, with the base encoder at that same weight beside it as the control).
 
 A gain in the candidate rows says the adapter learned something that holds in the future; "as it
 would run" says whether the promotion rule kept it where it helps and out of the way where not.
@@ -75,23 +76,35 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dic
         evaluate("dense channel, base encoder", dense_ranker(memory), queries),
         evaluate("lmm fused, base encoder", memory.ranker(weights), queries),
     ]
+    from ..address.recall import scaled_weights
     from ..embed.adapter import AdaptedEncoder, load_adapter
 
     candidates = {}
     for v in versions.list_versions(ws.dir):
         candidates[v.form] = v  # the newest of each form this round trained
     for form, v in sorted(candidates.items()):
-        enc = AdaptedEncoder(base, load_adapter(versions.version_dir(ws.dir, v.name), v.form), v.name)
+        adapter = load_adapter(versions.version_dir(ws.dir, v.name), v.form)
+        enc = AdaptedEncoder(base, adapter, v.name)
         dense_name, fused_name = f"dense channel, {form} adapter {v.name}", f"lmm fused, {form} adapter {v.name}"
         rows.append(evaluate(f"code chunks only, {form} adapter {v.name}", chunk_ranker(enc), queries))
         rows.append(_with_encoder(memory, enc, partial(evaluate, dense_name, dense_ranker(memory), queries)))
         rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name, memory.ranker(weights), queries)))
+        if v.dense_scale != 1.0:
+            # The dense weight the round fitted for this version, and, as the control, the base
+            # encoder at that same weight: what the weight alone would have given.
+            scaled = AdaptedEncoder(base, adapter, v.name, dense_scale=v.dense_scale)
+            rows.append(_with_encoder(memory, scaled, partial(
+                evaluate, f"{fused_name}, dense weight ×{v.dense_scale:g}", memory.ranker(weights), queries)))
+            rows.append(evaluate(f"lmm fused, base encoder, dense weight ×{v.dense_scale:g}",
+                                 memory.ranker(scaled_weights(weights, v.dense_scale)), queries))
     active = versions.active_version(ws.dir)
     live = versions.load_query_encoder(ws.dir, base)
-    label = f"lmm as it would run ({active.form} {active.name} active)" if active else "lmm as it would run (base: none promoted)"
+    label = (f"lmm as it would run ({active.form} {active.name} active, dense weight ×{active.dense_scale:g})"
+             if active else "lmm as it would run (base: none promoted)")
     rows.append(_with_encoder(memory, live, lambda: evaluate(label, memory.ranker(weights), queries)))
     return {
         "round": outcome, "round_s": round_s, "rows": rows,
         "versions": [{"name": v.name, "form": v.form, "pairs": v.pairs, "size_bytes": v.size_bytes,
-                      "active": v.active, "scores": v.scores} for v in versions.list_versions(ws.dir)],
+                      "active": v.active, "dense_scale": v.dense_scale, "scores": v.scores}
+                     for v in versions.list_versions(ws.dir)],
     }
