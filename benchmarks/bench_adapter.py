@@ -12,6 +12,10 @@ Measured, beside the base encoder in the same run:
   fall in the permanent probe bucket, so no round ever trains on them) is scored by the dense
   channel (Recall@10, Hit@5, MRR) under the active adapter after each round; target: after round
   10 they keep ≥ 95% of their Recall@10 after round 1. Gold is restricted to files that still exist.
+  That figure also moves as the code moves away from what the probes ask (the base model's own
+  figure shows how much), so forgetting alone is measured too: the first version made active is
+  kept in memory and scored after every round on the same probes against the same documents as the
+  active one; **retention on the same documents** = the active version's Recall@10 / the first's.
 - **seconds per round** for the ``--step`` new commits (target ≤ 30 s per 100 new episodes on 2
   cores), with the pairs each round trained on;
 - **size on disk** of each version (target ≤ 5 MB).
@@ -103,6 +107,8 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
     probes = [e for e in mine(db, base, limit=100000).examples if e.probe][:200]
     say(f"captured in {first_capture:.0f}s; {len(probes)} probe queries about the history before round 1")
     out: dict[str, Any] = {"repo": str(repo), "rounds": [], "probes": len(probes), "step": step}
+    first_enc: Any = None  # the first version made active, in memory (a later round may prune its files)
+    first_round = 0
     for i in range(1, rounds + 1):
         if i > 1:
             _git(work, "reset", "-q", "--hard", marks[i - 1])
@@ -116,6 +122,8 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
         round_s = time.monotonic() - t0
         active = versions.active_version(ws.dir)
         enc = versions.load_query_encoder(ws.dir, base)
+        if first_enc is None and active is not None:
+            first_enc, first_round = enc, i
         row = {
             "round": i, "head": _git(work, "rev-parse", "--short", "HEAD").strip(), "new_episodes": new_episodes,
             "capture_s": round(cap_s, 1), "round_s": round(round_s, 1), "status": outcome.get("status"),
@@ -123,6 +131,7 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
             "active": active.name if active else None, "size_bytes": active.size_bytes if active else 0,
             "probe_base": _probe_metrics(db, base, base, probes),
             "probe_active": _probe_metrics(db, base, enc, probes),
+            "probe_first": _probe_metrics(db, base, first_enc, probes) if first_enc is not None else None,
             "recent": outcome.get("scores", {}).get("recent"),
         }
         out["rounds"].append(row)
@@ -140,19 +149,26 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
         if since and since["probe_active"]["recall"] else None)
     b0, b1 = out["rounds"][0]["probe_base"]["recall"], out["rounds"][-1]["probe_base"]["recall"]
     out["retention_base"] = b1 / b0 if b0 else None
+    # Forgetting without the drift: the active version against the first one made active, both on
+    # the probes and the documents of the last round.
+    end = out["rounds"][-1]
+    out["retention_same_docs"] = (
+        {"first": f"round {first_round}", "value": last / end["probe_first"]["recall"]}
+        if end["probe_first"] and end["probe_first"]["recall"] else None)
     return out
 
 
 def report(out: dict[str, Any]) -> str:
     lines = [f"## bench_adapter: {out['repo']} — {len(out['rounds'])} rounds of {out['step']} commits, "
              f"{out['probes']} probe queries about early history", "",
-             "| round | new episodes | round s | pairs | status | active | size MB | probe R@10 base | probe R@10 active | probe MRR base | probe MRR active |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| round | new episodes | round s | pairs | status | active | size MB | probe R@10 base | probe R@10 active "
+             "| probe R@10 first active | probe MRR base | probe MRR active |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rounds"]:
-        pb, pa = r["probe_base"], r["probe_active"]
+        pb, pa, pf = r["probe_base"], r["probe_active"], r.get("probe_first")
         lines.append(f"| {r['round']} | {r['new_episodes']} | {r['round_s']:.1f} | {r['pairs']} | {r['status']} | "
                      f"{r['active'] or 'base'} | {r['size_bytes'] / 1e6:.2f} | {pb['recall']:.3f} | {pa['recall']:.3f} | "
-                     f"{pb['mrr']:.3f} | {pa['mrr']:.3f} |")
+                     f"{pf['recall'] if pf else float('nan'):.3f} | {pb['mrr']:.3f} | {pa['mrr']:.3f} |")
     ret = out["retention"]
     incr = [r["round_s"] for r in out["rounds"][1:]]
     lines += ["", "retention (probe Recall@10 after the last round / after round 1): "
@@ -161,6 +177,9 @@ def report(out: dict[str, Any]) -> str:
                  f"{100 * out['retention_since_active']['value']:.1f}%"] if out.get("retention_since_active") else []),
               *([f"  the base model over the same rounds: {100 * out['retention_base']:.1f}%"]
                 if out.get("retention_base") is not None else []),
+              *([f"retention on the same documents (the active version / the first active, {out['retention_same_docs']['first']}, "
+                 f"both on the last round's code): {100 * out['retention_same_docs']['value']:.1f}%"]
+                if out.get("retention_same_docs") else []),
               f"incremental rounds: median {sorted(incr)[len(incr) // 2]:.1f}s for {out['step']} new commits "
               "(target ≤ 30 s per 100 new episodes)" if incr else ""]
     return "\n".join(lines) + "\n"
