@@ -768,7 +768,8 @@ def bench_localize(
                                help="Save the weights fitted on all held-out commits into this repository's store."),
     adapter: str = typer.Option("", "--adapter",
                                 help="Also train the repository adapter at the cut (linear, lora, or linear,lora) "
-                                     "and score recall with and without it."),
+                                     "and score recall with and without it, under fusion weights fitted at the cut "
+                                     "as the background fits them."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Time travel: cut the history before the last N commits, rebuild memory from what existed

@@ -1,13 +1,16 @@
 """`lmm bench localize --adapter`: the repository adapter, measured forward in time.
 
-At the cut, lmm's replay memory (a real store holding only the history before it) runs one training
-round exactly as a user's store would (``model.rounds.run_round``: pairs mined from that history,
-trained, scored on the round's own recent and older held-out slices, promoted or refused). Then the
-held-out commits after the cut are asked four ways, all from the same store and the same run:
+At the cut, lmm's replay memory (a real store holding only the history before it) first fits its
+fusion weights as the background does after `lmm init` (``fusion.tune_store``; where the fit does
+not generalise, the defaults stay), then runs one training round exactly as a user's store would
+(``model.rounds.run_round``: pairs mined from that history, trained, scored on the round's own
+recent and older held-out slices, promoted or refused). Then the held-out commits after the cut are
+asked four ways, all from the same store and the same run:
 
 - the dense channel alone, under the base encoder and under each trained candidate (the adapter
   itself, whether or not the round promoted it);
-- the fused recall under the base encoder (today's fusion) and under each candidate;
+- the fused recall under the base encoder (today's fusion: the default weights, and the weights
+  fitted at the cut where the fit kept them) and under each candidate;
 - lmm as it would run: the base, or the candidate the round promoted (at the dense weight its
   round fitted, with the base encoder at that same weight beside it as the control).
 
@@ -47,9 +50,35 @@ def _with_encoder(memory: ReplayMemory, encoder: Any, fn: Callable[[], Any]) -> 
         memory.recaller.encoder, memory.cache = saved_encoder, saved_cache
 
 
-def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dict[str, float],
-                 forms: Sequence[str] = ("linear",), say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train at the cut as a user's store would, then score base and adapted recall on ``queries``."""
+def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit the fusion weights on the replay store as a user's background fit would after `lmm init`
+    (``fusion.tune_store``: its own cut, its own promotion rule), and make the memory rank with
+    them: (the weights recall now uses, what the fit recorded)."""
+    from ..address.recall import load_weights
+    from ..model.fusion import tune_store
+
+    t0 = time.monotonic()
+    try:
+        out = tune_store(memory.ws, say=say)
+    except Exception as e:  # noqa: BLE001 - the adapter is still measured, under the weights in use
+        out = {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:300]}
+    weights = load_weights(memory.recaller.db)
+    memory.weights = memory.recaller.weights = weights
+    memory.cache = {}  # the intent and co-change channels are seeded by the weights: ask again
+    say(f"fusion fit at the cut: {out.get('status')} in {time.monotonic() - t0:.0f}s")
+    return weights, {"status": out.get("status"), "reason": out.get("reason"), "weights": weights,
+                     "seconds": round(time.monotonic() - t0, 1), "queries": out.get("queries")}
+
+
+def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dict[str, float] | None = None,
+                 forms: Sequence[str] = ("linear",), say: Callable[[str], None] | None = None,
+                 fit_fusion: bool = True) -> dict[str, Any]:
+    """Train at the cut as a user's store would, then score base and adapted recall on ``queries``.
+
+    ``fit_fusion``: first fit the fusion weights at the cut, as the background does after `lmm init`
+    (else ``weights``, default the defaults): the adapter is measured against the fusion a user's
+    recall would run, not against the default weights."""
+    from ..address.recall import DEFAULT_WEIGHTS
     from ..model import adapters as versions
     from ..model.rounds import run_round
 
@@ -57,6 +86,11 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dic
     base = memory.recaller.encoder
     if base is None:
         return {"error": "the adapter needs the dense channel (run without --no-embed)"}
+    default_row = evaluate("lmm fused, base encoder, default weights", memory.ranker(dict(DEFAULT_WEIGHTS)), queries)
+    fusion: dict[str, Any] = {"status": "not fitted"}
+    if fit_fusion:
+        weights, fusion = _fit_fusion(memory, say)
+    weights = dict(weights or DEFAULT_WEIGHTS)
     ws = memory.ws
     t0 = time.monotonic()
     outcome = run_round(ws, forms=list(forms), say=say)
@@ -71,10 +105,12 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dic
         # The code chunks alone (a file by its best chunk), as the adapter is trained: no commit or note vectors.
         return lambda text: by_chunks(enc.encode([text]), 100)[0]
 
+    fused_base = "lmm fused, base encoder" + (", weights fitted at the cut" if fusion["status"] == "saved" else "")
     rows: list[Row] = [
         evaluate("code chunks only, base encoder", chunk_ranker(base), queries),
         evaluate("dense channel, base encoder", dense_ranker(memory), queries),
-        evaluate("lmm fused, base encoder", memory.ranker(weights), queries),
+        *([default_row] if fusion["status"] == "saved" else []),
+        evaluate(fused_base, memory.ranker(weights), queries),
     ]
     from ..address.recall import scaled_weights
     from ..embed.adapter import AdaptedEncoder, load_adapter
@@ -103,7 +139,7 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dic
              if active else "lmm as it would run (base: none promoted)")
     rows.append(_with_encoder(memory, live, lambda: evaluate(label, memory.ranker(weights), queries)))
     return {
-        "round": outcome, "round_s": round_s, "rows": rows,
+        "round": outcome, "round_s": round_s, "rows": rows, "fusion": fusion,
         "versions": [{"name": v.name, "form": v.form, "pairs": v.pairs, "size_bytes": v.size_bytes,
                       "active": v.active, "dense_scale": v.dense_scale, "scores": v.scores}
                      for v in versions.list_versions(ws.dir)],

@@ -65,7 +65,7 @@ def localize(repo: Path, holdout: int, *, baselines: Sequence[str] = BASELINES, 
             if adapter:  # last: the round trains on the replay store; nothing above sees its adapter
                 from .adapter import adapter_rows
 
-                adapted = adapter_rows(lmm, queries, weights=DEFAULT_WEIGHTS, forms=adapter, say=say)
+                adapted = adapter_rows(lmm, queries, forms=adapter, say=say)
         finally:
             lmm.close()
     return {
@@ -218,7 +218,11 @@ def _adapter_section(ad: dict[str, Any]) -> list[str]:
     if ad.get("error"):
         return ["### Repository adapter", "", ad["error"]]
     out = ad["round"]
+    fusion = ad.get("fusion") or {}
     lines = ["### Repository adapter, trained at the cut on the history before it", "",
+             f"Fusion weights fitted at the cut first, as the background does after `lmm init` "
+             f"({fusion.get('seconds', 0):.0f}s): {fusion.get('status', '?')}"
+             + (f" — {fusion['reason']}" if fusion.get("reason") else ""), "",
              f"One training round on the replay store ({ad['round_s']:.1f}s): {out.get('status', '?')}"
              + (f" — {out['reason']}" if out.get("reason") else ""), ""]
     lines += _table(ad["rows"], latency=False)

@@ -97,3 +97,41 @@ def test_tuning_leaves_the_weights_alone_on_too_few_queries() -> None:
     s = Channels(MIN_TUNE_QUERIES - 1)
     weights, _ = fit(s, s.queries)
     assert weights == DEFAULT_WEIGHTS
+
+
+def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_against_it(tmp_path: Path) -> None:
+    """`--adapter`: at the cut the replay store first fits its fusion weights as the background does
+    after `lmm init`, then trains one adapter round; recall as it would run is the base under those
+    weights, or the promoted version at the dense weight its round fitted, query for query."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from genrepo import generate
+
+    from lmm_cli.model.rounds import DENSE_SCALES
+
+    repo = generate(tmp_path / "gen", commits=400, seed=1)  # one whose fusion fit at the cut is kept
+    lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed")
+    out = lmm("bench", "localize", "--repo", str(repo), "--holdout", "60", "--baselines", "bm25",
+              "--adapter", "linear", "--json")
+    rep = json.loads(out.stdout)
+    ad = rep["adapter"]
+    fusion, rnd = ad["fusion"], ad["round"]
+    assert fusion["status"] in ("saved", "kept-defaults") and fusion["queries"] >= MIN_TUNE_QUERIES, fusion
+    rows = {r["name"]: r for r in ad["rows"]}
+    assert all(r["n"] == rep["queries"] for r in ad["rows"])
+    if fusion["status"] == "saved":
+        base = rows["lmm fused, base encoder, weights fitted at the cut"]
+        assert "lmm fused, base encoder, default weights" in rows and fusion["weights"] != DEFAULT_WEIGHTS
+    else:
+        base = rows["lmm fused, base encoder"]
+        assert fusion["weights"] == DEFAULT_WEIGHTS
+    (v,) = ad["versions"]
+    assert v["form"] == "linear" and v["dense_scale"] in DENSE_SCALES and v["active"] == (rnd["status"] == "promoted")
+    (live_name,) = [n for n in rows if n.startswith("lmm as it would run")]
+    if rnd["status"] == "promoted":
+        scale = v["dense_scale"]
+        assert live_name == f"lmm as it would run (linear {v['name']} active, dense weight ×{scale:g})"
+        same = rows[f"lmm fused, linear adapter {v['name']}" + (f", dense weight ×{scale:g}" if scale != 1 else "")]
+    else:
+        assert rnd["status"] == "refused" and live_name == "lmm as it would run (base: none promoted)", rnd
+        same = base
+    assert rows[live_name]["first_rank"] == same["first_rank"]
