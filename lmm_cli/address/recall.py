@@ -70,7 +70,7 @@ from .intent import (
 from .languages import language_of
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "SessionHit", "Recall", "Recaller",
-           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS", "dense_scale", "scaled_weights"]
+           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS", "scaled_weights"]
 
 CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
             "fixes")
@@ -220,17 +220,6 @@ def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
         "INSERT INTO state (key, value) VALUES ('fusion_weights', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (json.dumps({k: round(float(weights[k]), 4) for k in CHANNELS}),),
     )
-
-
-def dense_scale(encoder: Any) -> float:
-    """How much the fusion multiplies the dense channel's weight by for this query encoder: an
-    adapted encoder's ``dense_scale`` (fitted by its training round), 1 for the base or none."""
-    s = getattr(encoder, "dense_scale", 1.0) if encoder is not None else 1.0
-    try:
-        s = float(s)
-    except (TypeError, ValueError):
-        return 1.0
-    return s if math.isfinite(s) and 0.0 < s <= 10.0 else 1.0
 
 
 def scaled_weights(weights: dict[str, float], scale: float) -> dict[str, float]:
@@ -881,8 +870,8 @@ class Recaller:
     def fusion_weights(self) -> dict[str, float]:
         """The weights the fusion ranks by: the store's, with the dense channel's multiplied by the
         query encoder's ``dense_scale`` (an adapter version's round fits how much more, or less, its
-        dense channel is worth in the whole recall: ``model.rounds``)."""
-        return scaled_weights(self.weights, dense_scale(self.encoder))
+        dense channel is worth in the whole recall: ``model.rounds``; sane by then: ``model.adapters``)."""
+        return scaled_weights(self.weights, getattr(self.encoder, "dense_scale", 1.0))
 
     def order(self, ch: dict[str, dict[str, float]],
               weights: dict[str, float] | None = None) -> tuple[list[tuple[str, float]], str]:

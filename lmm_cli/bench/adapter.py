@@ -63,21 +63,19 @@ def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[
     except Exception as e:  # noqa: BLE001 - the adapter is still measured, under the weights in use
         out = {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:300]}
     weights = load_weights(memory.recaller.db)
-    memory.weights = memory.recaller.weights = weights
-    memory.cache = {}  # the intent and co-change channels are seeded by the weights: ask again
+    if weights != memory.recaller.weights:
+        memory.weights = memory.recaller.weights = weights
+        memory.cache = {}  # the intent and co-change channels are seeded by the weights: ask again
     say(f"fusion fit at the cut: {out.get('status')} in {time.monotonic() - t0:.0f}s")
     return weights, {"status": out.get("status"), "reason": out.get("reason"), "weights": weights,
                      "seconds": round(time.monotonic() - t0, 1), "queries": out.get("queries")}
 
 
-def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dict[str, float] | None = None,
-                 forms: Sequence[str] = ("linear",), say: Callable[[str], None] | None = None,
-                 fit_fusion: bool = True) -> dict[str, Any]:
-    """Train at the cut as a user's store would, then score base and adapted recall on ``queries``.
-
-    ``fit_fusion``: first fit the fusion weights at the cut, as the background does after `lmm init`
-    (else ``weights``, default the defaults): the adapter is measured against the fusion a user's
-    recall would run, not against the default weights."""
+def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Sequence[str] = ("linear",),
+                 say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit the fusion weights at the cut and train there as a user's store would, then score base
+    and adapted recall on ``queries``: the adapter is measured against the fusion a user's recall
+    would run, not against the default weights."""
     from ..address.recall import DEFAULT_WEIGHTS
     from ..model import adapters as versions
     from ..model.rounds import run_round
@@ -87,10 +85,7 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, weights: dic
     if base is None:
         return {"error": "the adapter needs the dense channel (run without --no-embed)"}
     default_row = evaluate("lmm fused, base encoder, default weights", memory.ranker(dict(DEFAULT_WEIGHTS)), queries)
-    fusion: dict[str, Any] = {"status": "not fitted"}
-    if fit_fusion:
-        weights, fusion = _fit_fusion(memory, say)
-    weights = dict(weights or DEFAULT_WEIGHTS)
+    weights, fusion = _fit_fusion(memory, say)
     ws = memory.ws
     t0 = time.monotonic()
     outcome = run_round(ws, forms=list(forms), say=say)

@@ -619,11 +619,11 @@ class ReplayMemory:
         return self.cache[query]
 
     def rank(self, query: str, k: int = 10, weights: dict[str, float] | None = None) -> list[str]:
-        from ..address.recall import Recaller, dense_scale, scaled_weights
+        from ..address.recall import Recaller, scaled_weights
 
         assert self.recaller is not None
         # the query encoder's dense scale applies as in a user's recall (an adapter's fitted one)
-        w = scaled_weights(self.weights if weights is None else weights, dense_scale(self.recaller.encoder))
+        w = scaled_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
         ranked = Recaller.fuse(self.channels(query), w)
         return [p for p, _ in ranked if p in self.recaller.files][:k]
 
