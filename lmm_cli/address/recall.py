@@ -887,7 +887,7 @@ class Recaller:
             if self._stats is None:
                 from .rerank import file_stats
 
-                self._stats = file_stats(self.db, self.current_path)
+                self._stats = file_stats(self.db, self.current_path, self.as_of)
             return ranker.rerank(ranked, ch, self._stats), ranker.label
         except Exception:  # noqa: BLE001 - a ranker that cannot score is no ranker: the linear fusion answers
             self._ranker = None

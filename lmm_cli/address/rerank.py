@@ -64,12 +64,14 @@ class FileStats:
     newest: float = 0.0
 
 
-def file_stats(db: Any, current_path: Callable[[str], str | None]) -> FileStats:
-    """``FileStats`` of a store: one pass over its commits' files."""
+def file_stats(db: Any, current_path: Callable[[str], str | None], as_of: float | None = None) -> FileStats:
+    """``FileStats`` of a store: one pass over its commits' files (with ``as_of``, only the commits
+    from before that time, as ``Recaller(as_of=…)`` sees the store)."""
     st = FileStats()
+    before = "" if as_of is None else f" AND e.ts < {float(as_of)!r}"
     for path, n, lo, hi in db.execute(
             "SELECT f.path, count(*), min(e.ts), max(e.ts) FROM episode_files f JOIN episodes e ON e.id = f.episode_id"
-            " WHERE e.kind = 'commit' AND e.valid_to IS NULL GROUP BY f.path"):
+            " WHERE e.kind = 'commit' AND e.valid_to IS NULL" + before + " GROUP BY f.path"):
         cur = current_path(path)
         if cur is None:
             continue
@@ -80,7 +82,8 @@ def file_stats(db: Any, current_path: Callable[[str], str | None]) -> FileStats:
     recent: dict[str, set[int]] = defaultdict(set)
     ids: set[int] = set()
     for eid, path in db.execute(
-            """WITH c AS (SELECT id FROM episodes WHERE kind = 'commit' AND valid_to IS NULL
+            """WITH c AS (SELECT id FROM episodes e WHERE kind = 'commit' AND valid_to IS NULL"""
+            + before + """
                           AND id IN (SELECT episode_id FROM episode_files) ORDER BY ts DESC, id DESC LIMIT ?)
                SELECT c.id, f.path FROM c JOIN episode_files f ON f.episode_id = c.id""", (RECENT_COMMITS,)):
         ids.add(eid)

@@ -14,6 +14,10 @@ asked four ways, all from the same store and the same run:
 - lmm as it would run: the base, or the candidate the round promoted (at the dense weight its
   round fitted, with the base encoder at that same weight beside it as the control).
 
+Where the fit at the cut kept a learned ranker (``model.ranker``), it re-orders the top of every
+fused row after today's linear fusion, as a user's recall would, and the round's whole-recall
+judge ranks through it too.
+
 A gain in the candidate rows says the adapter learned something that holds in the future; "as it
 would run" says whether the promotion rule kept it where it helps and out of the way where not.
 """
@@ -50,11 +54,13 @@ def _with_encoder(memory: ReplayMemory, encoder: Any, fn: Callable[[], Any]) -> 
         memory.recaller.encoder, memory.cache = saved_encoder, saved_cache
 
 
-def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fit the fusion weights on the replay store as a user's background fit would after `lmm init`
-    (``fusion.tune_store``: its own cut, its own promotion rule), and make the memory rank with
-    them: (the weights recall now uses, what the fit recorded)."""
+def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[str, float], Any, dict[str, Any]]:
+    """Fit the fusion weights and the learned ranker on the replay store as a user's background fit
+    would after `lmm init` (``fusion.tune_store``: its own cut, its own promotion rule), and make the
+    memory rank with those weights: (the weights recall now uses, the learned ranker it now applies
+    or None, what the fit recorded)."""
     from ..address.recall import load_weights
+    from ..address.rerank import load_ranker
     from ..model.fusion import tune_store
 
     t0 = time.monotonic()
@@ -66,9 +72,16 @@ def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[
     if weights != memory.recaller.weights:
         memory.weights = memory.recaller.weights = weights
         memory.cache = {}  # the intent and co-change channels are seeded by the weights: ask again
-    say(f"fusion fit at the cut: {out.get('status')} in {time.monotonic() - t0:.0f}s")
-    return weights, {"status": out.get("status"), "reason": out.get("reason"), "weights": weights,
-                     "seconds": round(time.monotonic() - t0, 1), "queries": out.get("queries")}
+    learned = load_ranker(memory.ws.dir)
+    if learned is not None and not learned.compatible(memory.recaller.encoder is not None):
+        learned = None
+    rk = out.get("ranker") or {}
+    say(f"fusion fit at the cut: {out.get('status')}, learned ranker {rk.get('status', 'not fitted')}, "
+        f"in {time.monotonic() - t0:.0f}s")
+    return weights, learned, {
+        "status": out.get("status"), "reason": out.get("reason"), "weights": weights,
+        "seconds": round(time.monotonic() - t0, 1), "queries": out.get("queries"),
+        "ranker": {k: rk[k] for k in ("status", "reason", "late") if k in rk}, "ranker_active": learned is not None}
 
 
 def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Sequence[str] = ("linear",),
@@ -85,7 +98,7 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
     if base is None:
         return {"error": "the adapter needs the dense channel (run without --no-embed)"}
     default_row = evaluate("lmm fused, base encoder, default weights", memory.ranker(dict(DEFAULT_WEIGHTS)), queries)
-    weights, fusion = _fit_fusion(memory, say)
+    weights, learned, fusion = _fit_fusion(memory, say)
     ws = memory.ws
     t0 = time.monotonic()
     outcome = run_round(ws, forms=list(forms), say=say)
@@ -100,12 +113,20 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
         # The code chunks alone (a file by its best chunk), as the adapter is trained: no commit or note vectors.
         return lambda text: by_chunks(enc.encode([text]), 100)[0]
 
+    # Every fused row below today's fusion is ranked as the store would rank it: where the fit kept
+    # a learned ranker, it re-orders the fusion's top files.
+    rk = ", learned ranker" if learned is not None else ""
+
+    def fused(w: dict[str, float]) -> Callable[[str], list[str]]:
+        return memory.ranker(w, learned=learned)
+
     fused_base = "lmm fused, base encoder" + (", weights fitted at the cut" if fusion["status"] == "saved" else "")
     rows: list[Row] = [
         evaluate("code chunks only, base encoder", chunk_ranker(base), queries),
         evaluate("dense channel, base encoder", dense_ranker(memory), queries),
         *([default_row] if fusion["status"] == "saved" else []),
         evaluate(fused_base, memory.ranker(weights), queries),
+        *([evaluate(fused_base + rk, fused(weights), queries)] if learned is not None else []),
     ]
     from ..address.recall import scaled_weights
     from ..embed.adapter import AdaptedEncoder, load_adapter
@@ -119,20 +140,20 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
         dense_name, fused_name = f"dense channel, {form} adapter {v.name}", f"lmm fused, {form} adapter {v.name}"
         rows.append(evaluate(f"code chunks only, {form} adapter {v.name}", chunk_ranker(enc), queries))
         rows.append(_with_encoder(memory, enc, partial(evaluate, dense_name, dense_ranker(memory), queries)))
-        rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name, memory.ranker(weights), queries)))
+        rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name + rk, fused(weights), queries)))
         if v.dense_scale != 1.0:
             # The dense weight the round fitted for this version, and, as the control, the base
             # encoder at that same weight: what the weight alone would have given.
             scaled = AdaptedEncoder(base, adapter, v.name, dense_scale=v.dense_scale)
             rows.append(_with_encoder(memory, scaled, partial(
-                evaluate, f"{fused_name}, dense weight ×{v.dense_scale:g}", memory.ranker(weights), queries)))
-            rows.append(evaluate(f"lmm fused, base encoder, dense weight ×{v.dense_scale:g}",
-                                 memory.ranker(scaled_weights(weights, v.dense_scale)), queries))
+                evaluate, f"{fused_name}, dense weight ×{v.dense_scale:g}{rk}", fused(weights), queries)))
+            rows.append(evaluate(f"lmm fused, base encoder, dense weight ×{v.dense_scale:g}{rk}",
+                                 fused(scaled_weights(weights, v.dense_scale)), queries))
     active = versions.active_version(ws.dir)
     live = versions.load_query_encoder(ws.dir, base)
-    label = (f"lmm as it would run ({active.form} {active.name} active, dense weight ×{active.dense_scale:g})"
-             if active else "lmm as it would run (base: none promoted)")
-    rows.append(_with_encoder(memory, live, lambda: evaluate(label, memory.ranker(weights), queries)))
+    label = (f"lmm as it would run ({active.form} {active.name} active, dense weight ×{active.dense_scale:g}{rk})"
+             if active else f"lmm as it would run (base: none promoted{rk})")
+    rows.append(_with_encoder(memory, live, lambda: evaluate(label, fused(weights), queries)))
     return {
         "round": outcome, "round_s": round_s, "rows": rows, "fusion": fusion,
         "versions": [{"name": v.name, "form": v.form, "pairs": v.pairs, "size_bytes": v.size_bytes,

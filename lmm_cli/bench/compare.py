@@ -222,7 +222,10 @@ def _adapter_section(ad: dict[str, Any]) -> list[str]:
     lines = ["### Repository adapter, trained at the cut on the history before it", "",
              f"Fusion weights fitted at the cut first, as the background does after `lmm init` "
              f"({fusion.get('seconds', 0):.0f}s): {fusion.get('status', '?')}"
-             + (f" — {fusion['reason']}" if fusion.get("reason") else ""), "",
+             + (f" — {fusion['reason']}" if fusion.get("reason") else "")
+             + f"; learned ranker: {(fusion.get('ranker') or {}).get('status', 'not fitted')}"
+             + (" (it re-orders every fused row after the linear one of the fitted weights, as recall would)"
+                if fusion.get("ranker_active") else ""), "",
              f"One training round on the replay store ({ad['round_s']:.1f}s): {out.get('status', '?')}"
              + (f" — {out['reason']}" if out.get("reason") else ""), ""]
     lines += _table(ad["rows"], latency=False)

@@ -45,7 +45,6 @@ from ..address.rerank import (
     LearnedRanker,
     active_folder,
     feature_rows,
-    file_stats,
     load_ranker,
 )
 from ..store.db import transaction
@@ -89,12 +88,7 @@ class Fitted:
 
 def stats_of(system: Any) -> FileStats:
     """The file statistics of a replay memory (its store at the cut), computed once per memory."""
-    st = getattr(system, "_ranker_stats", None)
-    if st is None:
-        r = system.recaller
-        st = file_stats(r.db, r.current_path)
-        system._ranker_stats = st
-    return st
+    return system.file_stats()
 
 
 def _candidates(system: Any, text: str, weights: dict[str, float]) -> tuple[list[tuple[str, float]], dict[str, Any]]:
@@ -146,13 +140,7 @@ def fit(system: Any, queries: Sequence[Any], weights: dict[str, float], *, round
 def ranking(system: Any, forest: Forest, weights: dict[str, float], depth: int = 100) -> Callable[[str], list[str]]:
     """Query → paths, best first: the linear fusion under ``weights`` re-ranked by ``forest``, as
     recall does with a saved ranker (``rerank.LearnedRanker.rerank``)."""
-    model = LearnedRanker(forest, {}, Path("."))
-    st = stats_of(system)
-
-    def rank(text: str) -> list[str]:
-        ranked, ch = _candidates(system, text, weights)
-        return [p for p, _ in model.rerank(ranked, ch, st)][:depth]
-    return rank
+    return system.ranker(weights, depth, learned=LearnedRanker(forest, {}, Path(".")))
 
 
 def _metrics(row: Any) -> dict[str, float]:

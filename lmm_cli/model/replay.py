@@ -583,6 +583,7 @@ class ReplayMemory:
         self.recaller: Any = None
         self.ws: Any = None
         self.cache: dict[str, dict[str, dict[str, float]]] = {}
+        self._file_stats: Any = None
         self.build_seconds = 0.0
 
     def build(self, root: Path, files: list[str], history: Sequence[Any]) -> None:
@@ -618,18 +619,35 @@ class ReplayMemory:
             self.cache[query] = self.recaller.channel_scores(query)[0]
         return self.cache[query]
 
-    def rank(self, query: str, k: int = 10, weights: dict[str, float] | None = None) -> list[str]:
+    def rank(self, query: str, k: int = 10, weights: dict[str, float] | None = None,
+             learned: Any = None) -> list[str]:
+        """The files for ``query``, best first: the fusion under ``weights`` (the memory's own when
+        None) and, with ``learned`` (a ``rerank.LearnedRanker``), its top re-ordered by the trees as
+        a user's recall does with an active ranker."""
         from ..address.recall import Recaller, scaled_weights
 
         assert self.recaller is not None
         # the query encoder's dense scale applies as in a user's recall (an adapter's fitted one)
         w = scaled_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
-        ranked = Recaller.fuse(self.channels(query), w)
-        return [p for p, _ in ranked if p in self.recaller.files][:k]
+        ch = self.channels(query)
+        ranked = [(p, s) for p, s in Recaller.fuse(ch, w) if p in self.recaller.files]
+        if learned is not None:
+            ranked = learned.rerank(ranked, ch, self.file_stats())
+        return [p for p, _ in ranked][:k]
 
-    def ranker(self, weights: dict[str, float], depth: int = 100) -> Callable[[str], list[str]]:
-        """Query → ranked paths under ``weights`` (from the cached channel scores): for scoring fits."""
-        return lambda query: self.rank(query, depth, weights)
+    def file_stats(self) -> Any:
+        """The store's ``rerank.FileStats`` at the cut (a learned ranker's features), computed once."""
+        if self._file_stats is None:
+            from ..address.rerank import file_stats
+
+            assert self.recaller is not None
+            self._file_stats = file_stats(self.recaller.db, self.recaller.current_path)
+        return self._file_stats
+
+    def ranker(self, weights: dict[str, float], depth: int = 100, learned: Any = None) -> Callable[[str], list[str]]:
+        """Query → ranked paths under ``weights`` (from the cached channel scores), re-ordered by
+        ``learned`` where given: for scoring fits."""
+        return lambda query: self.rank(query, depth, weights, learned)
 
     def close(self) -> None:
         if self.recaller is not None:

@@ -16,7 +16,8 @@ asked in the order of that score, and the first that passes becomes active. It m
 check (``promote.judge``) and, with ``train.judge = "recall"`` (the default), the whole recall, where
 it must be clearly better: the recent slice's commits asked of recall as it stood before the oldest
 of them (``Recaller(as_of=…)``: history, co-change and priors without those commits), fused with the
-store's weights (``_FusedJudge``), the candidate's mean gain per query at least a standard error
+store's weights and re-ordered by its learned ranker where the fusion fit kept one, as recall runs
+(``_FusedJudge``), the candidate's mean gain per query at least a standard error
 above zero (``promote.clear_gain``). A dense channel that improves alone can still lower the fused
 ranking, where the other channels already found what it now finds and it pushes their other answers
 down, or move it by what chance would; such a candidate is refused, and the next form is asked.
@@ -342,7 +343,11 @@ class _FusedJudge:
     An adapter changes how good the dense channel is, so the weight the fusion should give it
     changes too: each encoder is scored at every ``DENSE_SCALES`` multiple of the store's dense
     weight, and ``cross_fit`` gives each query the score it gets at the scale fitted on the other
-    half of the queries (never on itself), so a fitted scale's gain is measured honestly."""
+    half of the queries (never on itself), so a fitted scale's gain is measured honestly.
+
+    Recall is judged as it runs: where the store's fusion fit kept a learned ranker, it re-orders
+    the fusion's top files here too (with file statistics from before the slice), so a candidate is
+    promoted for what the user's recall would gain, not for what the linear fusion alone would."""
 
     def __init__(self, db: sqlite3.Connection, root: Path, scorer: _Scorer) -> None:
         from ..address.recall import Recaller
@@ -351,7 +356,7 @@ class _FusedJudge:
         self.scorer = scorer
         self.idx = [i for i in scorer.recent if ex[i].kind == "commit" and ex[i].gold]
         self.as_of = min((ex[i].ts for i in self.idx), default=0.0)
-        self.rec = Recaller(db, root, as_of=self.as_of, ranker=None)  # the store's fusion weights, linear
+        self.rec = Recaller(db, root, as_of=self.as_of)  # the store's fusion weights and learned ranker
         self._reuse: dict[str, dict[str, dict[str, float]]] = {}
         self._channels: dict[int, tuple[Any, list[dict[str, dict[str, float]]]]] = {}  # id(adapter) → (adapter, …)
         self._scored: dict[tuple[int, float], tuple[dict[str, float], list[float]]] = {}
@@ -359,6 +364,12 @@ class _FusedJudge:
     @property
     def usable(self) -> bool:
         return len(self.idx) >= FUSED_MIN
+
+    @property
+    def ranked_by(self) -> str:
+        """What ordered the files after the fusion: the store's learned ranker (its label) or none."""
+        r = self.rec.learned_ranker()
+        return r.label if r is not None else "linear fusion"
 
     def _channel_scores(self, adapter: Any) -> list[dict[str, dict[str, float]]]:
         got = self._channels.get(id(adapter))
@@ -441,7 +452,8 @@ def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: prom
     figures = {"base": base, "incumbent": now, "candidate": cand, "as_of": judge.as_of,
                "gain": round(gain, 4), "se": round(se, 4), "dense_scale": scale,
                "incumbent_dense_scale": incumbent_scale,
-               "adapter_gain": round(own, 4), "adapter_se": round(own_se, 4), "incumbent_fitted_scale": refit_scale}
+               "adapter_gain": round(own, 4), "adapter_se": round(own_se, 4), "incumbent_fitted_scale": refit_scale,
+               "ranked_by": judge.ranked_by}
     v = promote.clear_gain(now_q, cand_q, "in the whole recall on later history")
     if not v.promote:
         return promote.Verdict(False, f"{v.reason}, though not worse in the dense channel"), figures, scale

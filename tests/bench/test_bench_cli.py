@@ -119,19 +119,27 @@ def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_agains
     rows = {r["name"]: r for r in ad["rows"]}
     assert all(r["n"] == rep["queries"] for r in ad["rows"])
     if fusion["status"] == "saved":
-        base = rows["lmm fused, base encoder, weights fitted at the cut"]
+        base_name = "lmm fused, base encoder, weights fitted at the cut"
         assert "lmm fused, base encoder, default weights" in rows and fusion["weights"] != DEFAULT_WEIGHTS
     else:
-        base = rows["lmm fused, base encoder"]
+        base_name = "lmm fused, base encoder"
         assert fusion["weights"] == DEFAULT_WEIGHTS
+    assert base_name in rows  # today's fusion: the fitted weights, linear
+    # Where the fit kept a learned ranker, recall as it would run re-orders through it, and so does the round's judge.
+    rk = ", learned ranker" if fusion["ranker_active"] else ""
+    assert fusion["ranker_active"] == (fusion["ranker"]["status"] == "saved"), fusion
+    if rk:
+        assert rows[base_name + rk]["first_rank"] != rows[base_name]["first_rank"]
+        assert rnd["scores"]["fused"]["ranked_by"].startswith("learned ranker v"), rnd["scores"]["fused"]
+    base = rows[base_name + rk]
     (v,) = ad["versions"]
     assert v["form"] == "linear" and v["dense_scale"] in DENSE_SCALES and v["active"] == (rnd["status"] == "promoted")
     (live_name,) = [n for n in rows if n.startswith("lmm as it would run")]
     if rnd["status"] == "promoted":
         scale = v["dense_scale"]
-        assert live_name == f"lmm as it would run (linear {v['name']} active, dense weight ×{scale:g})"
-        same = rows[f"lmm fused, linear adapter {v['name']}" + (f", dense weight ×{scale:g}" if scale != 1 else "")]
+        assert live_name == f"lmm as it would run (linear {v['name']} active, dense weight ×{scale:g}{rk})"
+        same = rows[f"lmm fused, linear adapter {v['name']}" + (f", dense weight ×{scale:g}" if scale != 1 else "") + rk]
     else:
-        assert rnd["status"] == "refused" and live_name == "lmm as it would run (base: none promoted)", rnd
+        assert rnd["status"] == "refused" and live_name == f"lmm as it would run (base: none promoted{rk})", rnd
         same = base
     assert rows[live_name]["first_rank"] == same["first_rank"]

@@ -145,6 +145,29 @@ def test_recall_uses_the_saved_ranker_and_says_so(gen: dict[str, Any]) -> None:
     assert np.allclose(loaded.forest.predict(X), booster.predict(X), rtol=0, atol=1e-12)
 
 
+def test_a_recall_as_of_a_past_time_gives_the_ranker_the_file_history_of_that_time(gen: dict[str, Any]) -> None:
+    """The round's judge asks recall as it stood before its recent commits: the learned ranker's
+    history features (commit counts, recency, age) must not count those commits either."""
+    from lmm_cli.address.recall import Recaller
+    from lmm_cli.address.rerank import file_stats
+
+    ws = gen["ws"]
+    db = ws.connect()
+    try:
+        ts = sorted(t for (t,) in db.execute("SELECT ts FROM episodes WHERE kind = 'commit'"))
+        as_of = ts[len(ts) // 2]
+        now, then = file_stats(db, Recaller(db, ws.repo.root).current_path), None
+        past = Recaller(db, ws.repo.root, as_of=as_of)
+        ch, _ = past.channel_scores(gen["texts"][0])
+        past.order(ch)  # recall as of then computes its ranker's statistics as of then
+        then = past._stats
+    finally:
+        db.close()
+    assert then is not None and then.newest < as_of <= now.newest
+    assert sum(then.commits.values()) < sum(now.commits.values())
+    assert all(then.commits.get(p, 0) <= n for p, n in now.commits.items())
+
+
 def test_lightgbm_is_not_imported_to_recall_or_for_help(gen: dict[str, Any]) -> None:
     code = ("import sys; from pathlib import Path; from lmm_cli import core; from lmm_cli.workspace import open_workspace;"
             "out = core.recall(open_workspace(Path(sys.argv[1])), sys.argv[2], budget=400, fast=True);"

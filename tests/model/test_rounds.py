@@ -291,6 +291,35 @@ def test_where_the_whole_recall_refuses_the_best_dense_form_the_next_one_is_aske
     assert active is not None and active.form == "lora"
 
 
+def test_the_whole_recall_judge_ranks_as_recall_runs_through_the_stores_learned_ranker(
+        template: dict[str, Path], tmp_path: Path) -> None:
+    """Where the fusion fit kept a learned ranker, recall re-orders its top files through it, so the
+    round's whole-recall judge must too: two copies of one store, one with a ranker gone wrong."""
+    import lightgbm as lgb
+
+    from lmm_cli.address.rerank import FEATURES
+    from lmm_cli.model import promote, ranker
+    from lmm_cli.model.rounds import FUSED_MIN, run_round
+    from lmm_cli.workspace import open_workspace
+
+    plain = open_workspace(copy_template(template, tmp_path / "plain"))
+    ranked = open_workspace(copy_template(template, tmp_path / "ranked"))
+    for w in (plain, ranked):
+        _judge_by_recall(w)
+    # A ranker gone wrong: it puts the linear fusion's deeper candidates first.
+    rng = np.random.default_rng(0)
+    X = rng.random((400, len(FEATURES)))
+    y = (X[:, FEATURES.index("fused_rr")] < 0.2).astype(float)
+    booster = lgb.train({"objective": "lambdarank", "num_leaves": 3, "min_data_in_leaf": 5, "verbose": -1,
+                         "num_threads": 1, "seed": 0}, lgb.Dataset(X, y, group=[20] * 20), num_boost_round=10)
+    ranker.save(ranked.dir, ranker.Fitted(booster.model_to_string(), booster.num_trees(), 20, 400, 0.0), {"embed": True})
+    a = run_round(plain, foreground=True)["scores"]["fused"]
+    b = run_round(ranked, foreground=True)["scores"]["fused"]
+    assert a["ranked_by"] == "linear fusion" and b["ranked_by"] == "learned ranker v0001", (a, b)
+    assert a["as_of"] == b["as_of"] and b["base"]["n"] == a["base"]["n"] >= FUSED_MIN
+    assert promote.score(b["base"]) < promote.score(a["base"])  # the same base encoder, judged through the ranker
+
+
 def test_the_whole_recall_judge_wants_a_gain_chance_would_not_give() -> None:
     """The werkzeug case (stop 14): a candidate that moves a few queries up and a few down, +0.004 a
     query on 150, lost on the commits after it. A tie, a wash or a loss keeps the version in use; a
@@ -363,6 +392,7 @@ class _StubJudge:
         self.idx = list(range(len(next(iter(table.values())))))
         self.as_of = 0.0
         self.usable = True
+        self.ranked_by = "linear fusion"
         self._real = rounds._FusedJudge
         self._scored: dict[Any, Any] = {}
 
