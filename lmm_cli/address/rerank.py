@@ -139,8 +139,34 @@ class Forest:
     """LightGBM model text (numeric splits only) evaluated with numpy: the sum of each tree's leaf."""
 
     def __init__(self, trees: list[dict[str, Any]], n_features: int) -> None:
+        import numpy as np
+
         self.trees = trees
         self.n_features = n_features
+        # Every tree's nodes in one set of arrays, so ``predict`` walks all trees at once (one
+        # numpy step per level, not per tree and level). A child ≥ 0 is a node of these arrays;
+        # a child < 0 is ~(its leaf's index in ``_leaf``).
+        split = [t for t in trees if "feature" in t]
+        self._constant = float(sum(t["leaf"][0] for t in trees if "feature" not in t))
+
+        def cat(key: str) -> Any:
+            return np.concatenate([t[key] for t in split]) if split else np.zeros(0)
+        nodes = np.cumsum([0] + [len(t["feature"]) for t in split])[:-1]
+        leaves = np.cumsum([0] + [len(t["leaf"]) for t in split])[:-1]
+        self._root = np.asarray(nodes, dtype=np.int64)
+        self._leaf = cat("leaf").astype(np.float64)
+        self._feature = cat("feature").astype(np.int64)
+        self._threshold = cat("threshold").astype(np.float64)
+        self._default_left = cat("default_left").astype(bool)
+        self._missing = cat("missing").astype(np.int64)
+
+        def child(key: str) -> Any:
+            out = []
+            for t, n0, l0 in zip(split, nodes, leaves):
+                c = t[key]
+                out.append(np.where(c >= 0, c + n0, ~(~c + l0)))
+            return np.concatenate(out).astype(np.int64) if out else np.zeros(0, dtype=np.int64)
+        self._left, self._right = child("left"), child("right")
 
     @classmethod
     def from_text(cls, text: str) -> Forest:
@@ -183,28 +209,25 @@ class Forest:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features, got {X.shape}")
-        out = np.zeros(X.shape[0], dtype=np.float64)
-        rows = np.arange(X.shape[0])
-        for t in self.trees:
-            if "feature" not in t:
-                out += t["leaf"][0]
-                continue
-            node = np.zeros(X.shape[0], dtype=np.int64)
-            active = np.ones(X.shape[0], dtype=bool)
-            while active.any():
-                idx = rows[active]
-                nd = node[idx]
-                val = X[idx, t["feature"][nd]]
-                miss = t["missing"][nd]
-                nan = np.isnan(val)
-                val = np.where(nan & (miss != 2), 0.0, val)
-                default = ((miss == 1) & (np.abs(val) <= 1e-35)) | ((miss == 2) & nan)
-                go_left = np.where(default, t["default_left"][nd], val <= t["threshold"][nd])
-                nxt = np.where(go_left, t["left"][nd], t["right"][nd])
-                node[idx] = nxt
-                active[idx] = nxt >= 0
-            out += t["leaf"][~node]
-        return out
+        n = X.shape[0]
+        out = np.full(n, self._constant, dtype=np.float64)
+        if not len(self._root) or not n:
+            return out
+        node = np.broadcast_to(self._root, (n, len(self._root))).copy()  # (row, tree) → its node
+        row = np.broadcast_to(np.arange(n)[:, None], node.shape)
+        active = np.ones(node.shape, dtype=bool)
+        while active.any():
+            r, nd = row[active], node[active]
+            val = X[r, self._feature[nd]]
+            miss = self._missing[nd]
+            nan = np.isnan(val)
+            val = np.where(nan & (miss != 2), 0.0, val)
+            default = ((miss == 1) & (np.abs(val) <= 1e-35)) | ((miss == 2) & nan)
+            go_left = np.where(default, self._default_left[nd], val <= self._threshold[nd])
+            nxt = np.where(go_left, self._left[nd], self._right[nd])
+            node[active] = nxt
+            active[active] = nxt >= 0
+        return out + self._leaf[~node].sum(axis=1)
 
 
 # --------------------------------------------------------------------------- on disk
