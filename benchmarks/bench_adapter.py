@@ -20,7 +20,11 @@ Measured, beside the base encoder in the same run:
   cores), with the pairs each round trained on;
 - **size on disk** of each version (target ≤ 5 MB).
 
-    python benchmarks/bench_adapter.py --repo /tmp/starlette [--rounds 10] [--step 100] [--json]
+With ``--fit``, the store first fits its fusion weights and learned ranker once, as the background
+does after `lmm init` (``fusion.tune_store``), so each round's whole-recall judge ranks as a fitted
+store's recall does, ranker included (what a round costs on a user's store).
+
+    python benchmarks/bench_adapter.py --repo /tmp/starlette [--rounds 10] [--step 100] [--fit] [--json]
 
 ``LMM_BENCH_VECTORS=/path/vectors.db`` reuses vectors embedded by an earlier run (benchmarks only).
 """
@@ -64,7 +68,7 @@ def _probe_metrics(db: Any, base: Any, encoder: Any, probes: list[Any]) -> dict[
     return {"n": row.n, "recall": row.recall, "hit5": row.hit5, "mrr": row.mrr}
 
 
-def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
+def run(repo: Path, rounds: int, step: int, say: Any, fit: bool = False) -> dict[str, Any]:
     os.environ.update(BENCH_IDENTITY)
     os.environ["LMM_AUTO_TUNE"] = os.environ["LMM_AUTO_TRAIN"] = "0"
     from lmm_cli.address.build import refresh
@@ -107,6 +111,15 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
     probes = [e for e in mine(db, base, limit=100000).examples if e.probe][:200]
     say(f"captured in {first_capture:.0f}s; {len(probes)} probe queries about the history before round 1")
     out: dict[str, Any] = {"repo": str(repo), "rounds": [], "probes": len(probes), "step": step}
+    if fit:
+        from lmm_cli.model.fusion import tune_store
+
+        t0 = time.monotonic()
+        tuned = tune_store(ws)
+        out["fit"] = {"status": tuned.get("status"), "ranker": (tuned.get("ranker") or {}).get("status"),
+                      "seconds": round(time.monotonic() - t0, 1)}
+        say(f"fusion fit: weights {out['fit']['status']}, learned ranker {out['fit']['ranker']} "
+            f"in {out['fit']['seconds']:.0f}s")
     first_enc: Any = None  # the first version made active, in memory (a later round may prune its files)
     first_round = 0
     for i in range(1, rounds + 1):
@@ -133,6 +146,7 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
             "probe_active": _probe_metrics(db, base, enc, probes),
             "probe_first": _probe_metrics(db, base, first_enc, probes) if first_enc is not None else None,
             "recent": outcome.get("scores", {}).get("recent"),
+            "ranked_by": (outcome.get("scores", {}).get("fused") or {}).get("ranked_by"),
         }
         out["rounds"].append(row)
         say(f"round {i}: {row['status']} in {round_s:.1f}s ({row['pairs']} pairs, {new_episodes} new episodes); "
@@ -159,8 +173,11 @@ def run(repo: Path, rounds: int, step: int, say: Any) -> dict[str, Any]:
 
 
 def report(out: dict[str, Any]) -> str:
+    fit = out.get("fit")
     lines = [f"## bench_adapter: {out['repo']} — {len(out['rounds'])} rounds of {out['step']} commits, "
              f"{out['probes']} probe queries about early history", "",
+             *([f"Fitted first, as after `lmm init`: weights {fit['status']}, learned ranker {fit['ranker']} "
+                f"({fit['seconds']:.0f}s).", ""] if fit else []),
              "| round | new episodes | round s | pairs | status | active | size MB | probe R@10 base | probe R@10 active "
              "| probe R@10 first active | probe MRR base | probe MRR active |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -190,9 +207,11 @@ def main() -> None:
     ap.add_argument("--repo", type=Path, required=True, help="a git repository (it is cloned, never modified)")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--step", type=int, default=100, help="first-parent commits between rounds")
+    ap.add_argument("--fit", action="store_true",
+                    help="fit the fusion weights and learned ranker first, as the background does after init")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    out = run(args.repo, args.rounds, args.step, lambda m: print(m, file=sys.stderr, flush=True))
+    out = run(args.repo, args.rounds, args.step, lambda m: print(m, file=sys.stderr, flush=True), fit=args.fit)
     print(json.dumps(out, indent=2, default=str) if args.json else report(out))
 
 
