@@ -912,7 +912,9 @@ def train_cmd(
     fused = sc.get("fused") or {}
     if "candidate" in fused:
         n = fused["candidate"]["n"]
-        whole = Table(title=f"whole recall, as it stood before the recent {n} commits")
+        by = fused.get("ranked_by")
+        whole = Table(title=f"whole recall, as it stood before the recent {n} commits"
+                            + (f", re-ordered by its {by}" if by and by.startswith("learned ranker") else ""))
         for col in ("", "Hit@5", "MRR", "R@10"):
             whole.add_column(col, justify="left" if not col else "right")
         in_use = f"{names['incumbent']}, dense weight ×{fused.get('incumbent_dense_scale', 1.0):g}"

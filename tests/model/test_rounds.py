@@ -318,6 +318,8 @@ def test_the_whole_recall_judge_ranks_as_recall_runs_through_the_stores_learned_
     assert a["ranked_by"] == "linear fusion" and b["ranked_by"] == "learned ranker v0001", (a, b)
     assert a["as_of"] == b["as_of"] and b["base"]["n"] == a["base"]["n"] >= FUSED_MIN
     assert promote.score(b["base"]) < promote.score(a["base"])  # the same base encoder, judged through the ranker
+    train = lmm("train", "--repo", str(ranked.repo.root)).stdout  # the user is told what the judge ranked by
+    assert "re-ordered by its learned ranker v0001" in train, train
 
 
 def test_the_whole_recall_judge_wants_a_gain_chance_would_not_give() -> None:
