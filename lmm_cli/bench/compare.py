@@ -224,7 +224,7 @@ def _adapter_section(ad: dict[str, Any]) -> list[str]:
              f"({fusion.get('seconds', 0):.0f}s): {fusion.get('status', '?')}"
              + (f" — {fusion['reason']}" if fusion.get("reason") else "")
              + f"; learned ranker: {(fusion.get('ranker') or {}).get('status', 'not fitted')}"
-             + (" (it re-orders every fused row after the linear one of the fitted weights, as recall would)"
+             + (" (it re-orders every fused row below today's linear fusion, as recall would)"
                 if fusion.get("ranker_active") else ""), "",
              f"One training round on the replay store ({ad['round_s']:.1f}s): {out.get('status', '?')}"
              + (f" — {out['reason']}" if out.get("reason") else ""), ""]
