@@ -48,13 +48,14 @@ def wait_for_temp_store(tmp: Path, proc: subprocess.Popen[bytes], timeout: float
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """80 commits that each change one of ten modules: enough held-out questions for a real fit."""
+    """600 commits that each change one of ten modules: enough held-out questions for a real fit, and a
+    fit long enough (seconds, not a fraction of one) that the signal lands while it runs."""
     r = tmp_path / "r"
     r.mkdir()
     git(r, "init", "-q")
     words = ["parser", "cache", "retry", "upload", "session", "config", "logging", "tokens", "queue", "render"]
     stream = []
-    for i in range(80):
+    for i in range(600):
         k = i % 10
         body = "".join(f"def {words[k]}_{j}(x):\n    return x + {i * j}\n" for j in range(8)).encode()
         msg = f"Tune the {words[k]} step {i}\n".encode()
