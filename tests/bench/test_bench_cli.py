@@ -108,7 +108,9 @@ def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_agains
 
     from lmm_cli.model.rounds import DENSE_SCALES
 
-    repo = generate(tmp_path / "gen", commits=400, seed=1)  # one whose fusion fit at the cut is kept
+    # seed 3: the fit at the cut keeps weights and a learned ranker, and the round promotes its
+    # candidate, so the ranker rows and the promoted branch are the ones exercised here
+    repo = generate(tmp_path / "gen", commits=400, seed=3)
     lmm("init", "--repo", str(repo), "--no-hooks", "--no-embed")
     out = lmm("bench", "localize", "--repo", str(repo), "--holdout", "60", "--baselines", "bm25",
               "--adapter", "linear", "--json")
