@@ -34,13 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..address.recall import Recaller
 from ..address.rerank import (
     CANDIDATES,
     FEATURE_VERSION,
     FEATURES,
     RANKER_DIR,
-    FileStats,
     Forest,
     LearnedRanker,
     active_folder,
@@ -52,7 +50,7 @@ from ..store.files import fsync_dir, write_synced
 from ..store.state import read_json
 from . import promote
 
-__all__ = ["PARAMS", "ROUNDS", "MIN_QUERIES", "STATE_KEY", "Fitted", "stats_of", "training_set", "fit",
+__all__ = ["PARAMS", "ROUNDS", "MIN_QUERIES", "STATE_KEY", "Fitted", "training_set", "fit",
            "ranking", "trial", "save", "deactivate", "record", "last_ranker", "in_use", "tune"]
 
 # LightGBM settings: shallow trees, strong leaf regularisation (a few hundred questions at most),
@@ -86,30 +84,18 @@ class Fitted:
 # --------------------------------------------------------------------------- data
 
 
-def stats_of(system: Any) -> FileStats:
-    """The file statistics of a replay memory (its store at the cut), computed once per memory."""
-    return system.file_stats()
-
-
-def _candidates(system: Any, text: str, weights: dict[str, float]) -> tuple[list[tuple[str, float]], dict[str, Any]]:
-    ch = system.channels(text)
-    files = system.recaller.files
-    ranked = [(p, s) for p, s in Recaller.fuse(ch, weights) if p in files]
-    return ranked, ch
-
-
 def training_set(system: Any, queries: Sequence[Any], weights: dict[str, float]) -> tuple[Any, Any, list[int]]:
     """(X, y, group sizes) over ``queries``: each one's top ``CANDIDATES`` of the linear fusion under
     ``weights``, label 1 for its gold files. Questions with no gold file among them teach nothing
     (every candidate is 0) and are left out."""
     import numpy as np
 
-    st = stats_of(system)
+    st = system.file_stats()
     xs: list[list[float]] = []
     ys: list[float] = []
     groups: list[int] = []
     for q in queries:
-        ranked, ch = _candidates(system, q.text, weights)
+        ranked, ch = system.fused(q.text, weights)
         head = ranked[:CANDIDATES]
         labels = [1.0 if p in q.gold else 0.0 for p, _ in head]
         if not any(labels):

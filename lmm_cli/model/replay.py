@@ -624,16 +624,22 @@ class ReplayMemory:
         """The files for ``query``, best first: the fusion under ``weights`` (the memory's own when
         None) and, with ``learned`` (a ``rerank.LearnedRanker``), its top re-ordered by the trees as
         a user's recall does with an active ranker."""
-        from ..address.recall import Recaller, scaled_weights
-
-        assert self.recaller is not None
-        # the query encoder's dense scale applies as in a user's recall (an adapter's fitted one)
-        w = scaled_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
-        ch = self.channels(query)
-        ranked = [(p, s) for p, s in Recaller.fuse(ch, w) if p in self.recaller.files]
+        ranked, ch = self.fused(query, weights)
         if learned is not None:
             ranked = learned.rerank(ranked, ch, self.file_stats())
         return [p for p, _ in ranked][:k]
+
+    def fused(self, query: str, weights: dict[str, float] | None = None,
+              ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
+        """(the linear fusion's files for ``query`` with their scores, best first; the channel
+        scores it fused), under ``weights`` (the memory's own when None) with the query encoder's
+        dense scale applied as in a user's recall (an adapter's fitted one)."""
+        from ..address.recall import Recaller, scaled_weights
+
+        assert self.recaller is not None
+        w = scaled_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
+        ch = self.channels(query)
+        return [(p, s) for p, s in Recaller.fuse(ch, w) if p in self.recaller.files], ch
 
     def file_stats(self) -> Any:
         """The store's ``rerank.FileStats`` at the cut (a learned ranker's features), computed once."""
