@@ -456,8 +456,11 @@ def _context(db: sqlite3.Connection) -> Context:
     ctx.useful_commit = {s: (good.get(s, 0), bad.get(s, 0)) for s in set(good) | set(bad)}
     # Notes citing commits by sha (7+ hex digits that are a stored commit's prefix).
     notes = db.execute("SELECT title, body FROM episodes WHERE kind = 'note' ORDER BY ts").fetchall()
-    prefixes = {m for t, b in notes for m in _SHA_IN_TEXT.findall(f"{t}\n{b}")
-                if any(c.isdigit() for c in m) and any(c.isalpha() for c in m)}  # "defaced" is no sha
+    # Every hex word counts, all-digit and all-letter ones too (a sha's first 8 digits are all digits
+    # one time in 40): the store decides, as it does for recall (``address.intent.sha_mentions``). A
+    # word names a commit only when it is the unique prefix of one stored commit, and a number or a
+    # word like "defaced" is that one time in millions on a repository of thousands of commits.
+    prefixes = {m for t, b in notes for m in _SHA_IN_TEXT.findall(f"{t}\n{b}")}
     for p in sorted(prefixes):
         row = db.execute("SELECT source FROM episodes WHERE kind IN ('commit', 'merge') AND source >= ? AND source < ?"
                          " LIMIT 2", (p, p + "g")).fetchall()

@@ -231,6 +231,41 @@ def test_feedback_and_notes_raise_what_they_point_at(tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_note_citing_a_sha_that_begins_with_digits_only_raises_that_commit(tmp_path: Path) -> None:
+    """One sha in 40 begins with eight digits. A note that cites such a prefix cites that commit, as
+    a recall naming it does; a number in a note that is no stored commit's prefix raises nothing."""
+    repo = make_repo(tmp_path / "r", commits=4)
+    (repo / "src" / "layout.py").write_text("LAYOUT = 'flat'\n")
+    git(repo, "add", "--", "src/layout.py")
+    when = {"GIT_AUTHOR_DATE": "@1700000000 +0000", "GIT_COMMITTER_DATE": "@1700000000 +0000"}
+    for attempt in range(2000):  # the same dates every run: the same sha, found in about 40 tries
+        git(repo, "commit", "-q", *(["--amend"] if attempt else []), "-m", f"Lay the modules out flat ({attempt})",
+            env=when)
+        sha = git(repo, "rev-parse", "HEAD").strip()
+        if sha[:8].isdigit():
+            break
+    assert sha[:8].isdigit(), sha
+    lmm("init", "--repo", str(repo), "--no-hooks")
+    ws = open_workspace(repo)
+    db = ws.connect()
+    try:
+        before = dict(db.execute("SELECT source, salience FROM episodes WHERE kind = 'commit'").fetchall())
+    finally:
+        db.close()
+    unknown = next(n for n in ("1234567", "7654321", "9999999") if not any(s.startswith(n) for s in before))
+    lmm("remember", "--repo", str(repo), f"the flat layout was decided in {sha[:8]}; ticket {unknown}")
+    db = ws.connect()
+    try:
+        after = dict(db.execute("SELECT source, salience FROM episodes WHERE kind = 'commit'").fetchall())
+        reasons = db.execute("SELECT s.reasons FROM episodes e JOIN salience s ON s.episode_id = e.id"
+                             " WHERE e.source = ?", (sha,)).fetchone()[0]
+    finally:
+        db.close()
+    assert after[sha] > before[sha]
+    assert any(r["text"].startswith("cited by a note: “the flat layout") for r in salience.reasons_of(reasons))
+    assert {s: v for s, v in after.items() if s != sha} == {s: v for s, v in before.items() if s != sha}
+
+
 def test_a_store_from_before_the_gate_gets_it(tmp_path: Path) -> None:
     """Migration m007 on a store written by the lmm before it (schema 6): the table appears on the
     next open, every episode is scored on the next look, and nothing older is lost."""
