@@ -147,6 +147,7 @@ def run(repo: Path, rounds: int, step: int, say: Any, fit: bool = False) -> dict
             "probe_first": _probe_metrics(db, base, first_enc, probes) if first_enc is not None else None,
             "recent": outcome.get("scores", {}).get("recent"),
             "ranked_by": (outcome.get("scores", {}).get("fused") or {}).get("ranked_by"),
+            "back_to_base": outcome.get("back_to_base"),  # the version in use the base model put aside
         }
         out["rounds"].append(row)
         say(f"round {i}: {row['status']} in {round_s:.1f}s ({row['pairs']} pairs, {new_episodes} new episodes); "
@@ -183,7 +184,8 @@ def report(out: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rounds"]:
         pb, pa, pf = r["probe_base"], r["probe_active"], r.get("probe_first")
-        lines.append(f"| {r['round']} | {r['new_episodes']} | {r['round_s']:.1f} | {r['pairs']} | {r['status']} | "
+        lines.append(f"| {r['round']} | {r['new_episodes']} | {r['round_s']:.1f} | {r['pairs']} | {r['status']}"
+                     f"{', back to base from ' + r['back_to_base'] if r.get('back_to_base') else ''} | "
                      f"{r['active'] or 'base'} | {r['size_bytes'] / 1e6:.2f} | {pb['recall']:.3f} | {pa['recall']:.3f} | "
                      f"{pf['recall'] if pf else float('nan'):.3f} | {pb['mrr']:.3f} | {pa['mrr']:.3f} |")
     ret = out["retention"]

@@ -398,6 +398,8 @@ def _background_lines(b: dict[str, Any]) -> list[str]:
     last = t.get("last_round")
     if t.get("running") or last:
         what = (last or {}).get("status") or (last or {}).get("outcome") or ""
+        if last and last.get("back_to_base"):
+            what += f", back to the base model from {last['back_to_base']}"
         when = datetime.fromtimestamp(last["at"]).strftime("%Y-%m-%d %H:%M") if last and last.get("at") else ""
         lines.append("training    " + (f"last round {when}: {what}" if last else "no round finished yet")
                      + ("; a round runs now" if t.get("running") else ""))
@@ -922,8 +924,15 @@ def train_cmd(
         for key, label in (("base", "base model"), ("incumbent", in_use), ("candidate", cand)):
             whole.add_row(label, _fig(fused[key], "hit5"), _fig(fused[key], "mrr"), _fig(fused[key], "recall"))
         _wide().print(whole)
+    back = sc.get("back_to_base")
+    if back:
+        print(f"base model {_fig(back['base'], 'hit5')} Hit@5 / {_fig(back['base'], 'mrr')} MRR against "
+              f"{back['from']} in use {_fig(back['in_use'], 'hit5')} / {_fig(back['in_use'], 'mrr')}, in the whole recall")
     if out["status"] == "promoted":
         print(f"{out['active']} is active: {out['reason']} ({out['seconds']:.0f}s)")
+    elif back:
+        print(f"the candidate is {out['reason']}; back to the base model ({back['from']} put aside, "
+              f"`lmm adapters rollback` restores it): {back['reason']} ({out['seconds']:.0f}s)")
     else:
         print(f"kept {out['incumbent'] or 'the base model'}: the candidate is {out['reason']} ({out['seconds']:.0f}s)")
 
@@ -956,19 +965,22 @@ def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bo
     for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "dense weight", "size",
                 "status"):
         table.add_column(col)
+    aside = (out.get("last_round") or {}).get("back_to_base")
     for v in out["versions"]:
         rec, old = v["scores"].get("recent") or {}, v["scores"].get("older") or {}
         w = v.get("window") or {}
         data = f"{v['pairs']:,} pairs ({w.get('new', 0):,} new, {w.get('replay', 0):,} replayed)"
-        status = "[bold green]active[/]" if v["active"] else ("promoted" if v["promoted"] else
-                                                              f"refused: {escape(str(v.get('verdict') or ''))}")
+        status = "[bold green]active[/]" if v["active"] else (
+            ("promoted, put aside by the last round" if v["name"] == aside else "promoted") if v["promoted"] else
+            f"refused: {escape(str(v.get('verdict') or ''))}")
         table.add_row(v["name"], datetime.fromtimestamp(v["created"]).strftime("%Y-%m-%d %H:%M"), v["form"], data,
                       f"{_fig(rec.get('incumbent'), 'hit5')} → {_fig(rec.get('candidate'), 'hit5')}",
                       f"{_fig(old.get('incumbent'), 'hit5')} → {_fig(old.get('candidate'), 'hit5')}",
                       f"×{v.get('dense_scale', 1.0):g}", f"{v['size_bytes'] / 1024:.0f} KB", status)
     _wide().print(table)
     if out["active"] is None:
-        print("active: the base model (no adapter)")
+        print("active: the base model (no adapter)" + (
+            f"; the last round put {aside} aside: {out['last_round'].get('back_to_base_reason', '')}" if aside else ""))
     if out["training_now"]:
         print("a training round is running now")
 

@@ -84,7 +84,8 @@ def _summary(out: dict[str, Any] | None) -> dict[str, Any] | None:
     """The few fields of a fit's or a round's outcome worth keeping in the daemon's record."""
     if not isinstance(out, dict):
         return None
-    keep = ("status", "outcome", "promoted", "version", "active", "reason", "queries", "pairs", "seconds")
+    keep = ("status", "outcome", "promoted", "version", "active", "back_to_base", "reason", "queries", "pairs",
+            "seconds")
     return {"at": time.time(), **{k: out[k] for k in keep if k in out and not isinstance(out[k], dict | list)}}
 
 
@@ -379,7 +380,8 @@ def _outcome(o: dict[str, Any] | None) -> str:
     if not o:
         return "none yet"
     what = o.get("status") or o.get("outcome") or "done"
-    extra = ", ".join(f"{k} {o[k]}" for k in ("version", "promoted", "queries", "pairs", "reason") if o.get(k))
+    extra = ", ".join(f"{k.replace('_', ' ')} {o[k]}" for k in ("version", "promoted", "back_to_base", "queries",
+                                                                "pairs", "reason") if o.get(k))
     return f"{_when(o.get('at'))}: {what}" + (f" ({extra})" if extra else "")
 
 

@@ -58,13 +58,14 @@ def paired_gain(incumbent: Sequence[float], candidate: Sequence[float]) -> tuple
     return mean, math.sqrt(var / n)
 
 
-def clear_gain(incumbent: Sequence[float], candidate: Sequence[float], what: str) -> Verdict:
+def clear_gain(incumbent: Sequence[float], candidate: Sequence[float], what: str, *,
+               margin: float = MARGIN_SE) -> Verdict:
     """Promote only on a gain that chance would not give: the candidate's mean per-query score on
-    the same queries at least ``MARGIN_SE`` standard errors above the incumbent's, and above it at
+    the same queries at least ``margin`` standard errors above the incumbent's, and above it at
     all (a tie keeps the version in use, where nothing says the change helps)."""
     gain, se = paired_gain(incumbent, candidate)
     shown = f"{gain:+.3f} ± {se:.3f} per query over {len(incumbent)}"
-    if gain <= TOLERANCE or gain < MARGIN_SE * se - TOLERANCE:
+    if gain <= TOLERANCE or gain < margin * se - TOLERANCE:
         return Verdict(False, f"not clearly better {what} ({shown})")
     return Verdict(True, f"clearly better {what} ({shown})")
 

@@ -21,6 +21,11 @@ store's weights and re-ordered by its learned ranker where the fusion fit kept o
 above zero (``promote.clear_gain``). A dense channel that improves alone can still lower the fused
 ranking, where the other channels already found what it now finds and it pushes their other answers
 down, or move it by what chance would; such a candidate is refused, and the next form is asked.
+The base model is asked again each round (``_back_to_base``): where it is clearly better in the whole
+recall (``BACK_TO_BASE_SE`` standard errors, twice the promotion margin) than what would be in use
+after the round, the round refuses the candidate and puts the version in use aside (the base
+becomes active; `lmm adapters rollback` brings the version back). Under ``train.judge = "dense"``
+there is no whole-recall check, and a version in use is only ever replaced by a better candidate.
 Every candidate is saved as a version either way (``adapters.save_version``), with its scores and
 its verdict, so `lmm adapters` shows refused ones and why. The outcome, with its figures, is
 recorded in ``state`` under ``STATE_KEY``.
@@ -60,7 +65,7 @@ if TYPE_CHECKING:
     from .pairs import Example, Mined
 
 __all__ = [
-    "STATE_KEY", "LOCK_NAME", "RECENT_SHARE", "RECENT_MAX", "OLDER_MAX", "MIN_QUERIES", "SALIENT", "TrainBusy",
+    "STATE_KEY", "LOCK_NAME", "BACK_TO_BASE_SE", "RECENT_SHARE", "RECENT_MAX", "OLDER_MAX", "MIN_QUERIES", "SALIENT", "TrainBusy",
     "run_round", "round_due", "forget_sources", "last_round", "training_running", "auto_train_enabled",
     "parse_forms", "record_failure", "round_dir", "start_training",
 ]
@@ -75,6 +80,10 @@ MIN_TRAIN = 8  # training queries a form needs
 FUSED_MIN = 10  # recent commit queries the whole-recall judge needs (fewer: the dense verdict stands)
 # Multiples of the store's dense weight the whole-recall judge tries for a candidate (``_FusedJudge``)
 DENSE_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+# How many standard errors the base model must gain in the whole recall over the version in use
+# (``_back_to_base``) before a round puts that version aside: twice the promotion margin, so a
+# version that earned its place is not dropped for what a few queries up and down would show.
+BACK_TO_BASE_SE = 2.0
 SALIENT = 0.5  # an episode at least this salient counts towards `train.min_new_salient`
 PLAN_VERSION = 1
 Stages = Callable[[str, int, int], None]
@@ -465,6 +474,29 @@ def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: prom
                                  f"(the adapter's own part {own:+.3f} ± {own_se:.3f})"), figures, scale
 
 
+def _back_to_base(judge: _FusedJudge, running: Any, scale: float | None) -> tuple[promote.Verdict, dict[str, Any]]:
+    """Is the base model clearly better than ``running`` (the version that would be in use after
+    this round) in the whole recall? (verdict, figures.) ``running`` is scored as it would run: at
+    ``scale``, or, for a candidate the round just fitted its dense weight for (``scale`` None), at
+    the weight fitted on the other half of the queries; the base at the store's own weights, as
+    recall runs without an adapter.
+
+    A version is promoted on the history and the fusion of its round. Both move on: the fusion fit
+    refits the weights and the ranker on the base model's dense scores (an adapter's would be
+    flattered by the commits it trained on), and the repository changes under it. Nothing else ever
+    asks the base again, so a version that stopped paying would stay in use for good."""
+    base, base_q = judge.score(None)
+    if scale is None:
+        run_q, fitted = judge.cross_fit(running)
+        run = judge.score(running, fitted)[0]
+    else:
+        run, run_q = judge.score(running, scale)
+    gain, se = promote.paired_gain(run_q, base_q)
+    v = promote.clear_gain(run_q, base_q, "in the whole recall on later history", margin=BACK_TO_BASE_SE)
+    return v, {"base": base, "in_use": run, "gain": round(gain, 4), "se": round(se, 4), "as_of": judge.as_of,
+               "margin_se": BACK_TO_BASE_SE, "ranked_by": judge.ranked_by}
+
+
 def _load_adapter(store_dir: Path, version: Version | None) -> Any:
     from ..embed.adapter import load_adapter
     from .adapters import version_dir
@@ -638,6 +670,23 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
             break
     best = next((f for f, v in verdicts.items() if v.promote), order[0])
     verdict, fused, b = verdicts[best], fused_of.get(best), cand_s[best]
+    # The base model challenges what would be in use after the round, in the whole recall: a
+    # candidate that beat a version in use that had stopped paying, or that version itself.
+    back: dict[str, Any] | None = None
+    if incumbent is not None and settings.judge == "recall":
+        fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
+        if fused_judge.usable:
+            say("asking the whole recall whether the base model now does clearly better")
+            if verdict.promote:
+                bv, figures = _back_to_base(fused_judge, cand_adapters[best], None)
+                if bv.promote:
+                    verdict = verdicts[best] = promote.Verdict(
+                        False, f"better than {incumbent.name}, but the base model is {bv.reason}")
+            if not verdict.promote:
+                bv, figures = _back_to_base(fused_judge, inc_adapter, incumbent.dense_scale)
+                if bv.promote:
+                    back = {"from": incumbent.name, "reason": f"the base model is {bv.reason} than {incumbent.name}",
+                            **figures}
 
     gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
     if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
@@ -696,6 +745,9 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
             return _record(db, {**head, "status": "aborted", "counts": counts,
                                 "reason": "episodes were forgotten during the round; it starts again"})
         say(f"{saved[best]} ({best}) is active: {verdict.reason}")
+    elif back is not None:
+        activate(ws.dir, None)  # `lmm adapters rollback` brings it back
+        say(f"back to the base model, {back['from']} put aside: {back['reason']}")
     else:
         say(f"kept {incumbent.name if incumbent else 'the base model'}: the candidate is {verdict.reason}")
     active = active_version(ws.dir)
@@ -705,12 +757,14 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
         "resumed": resumed, "seconds": round(time.monotonic() - t0, 2), "counts": counts,
         "incumbent": incumbent.name if incumbent else None, "best": best, "candidates": saved,
         "active": active.name if active else None,
+        **({"back_to_base": back["from"], "back_to_base_reason": back["reason"]} if back is not None else {}),
         "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent,
                               **{f: s.recent for f, s in cand_s.items()}},
                    "older": {"base": base_s.older, "incumbent": inc_s.older,
                              **{f: s.older for f, s in cand_s.items()}},
                    "loss": {"base": base_s.loss, "incumbent": inc_s.loss, **{f: s.loss for f, s in cand_s.items()}},
-                   **({"fused": fused} if fused is not None else {})},
+                   **({"fused": fused} if fused is not None else {}),
+                   **({"back_to_base": back} if back is not None else {})},
         "train": {f: {"train_loss": r.train_loss, "val_loss": r.val_loss, "base_val_loss": r.base_val_loss,
                       "steps": r.steps, "seconds": round(r.seconds, 2), "stopped": r.stopped,
                       "resumed_from": r.resumed_from} for f, r in results.items()},

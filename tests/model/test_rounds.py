@@ -453,3 +453,87 @@ def test_the_dense_weight_a_candidate_is_judged_at_was_fitted_on_other_queries()
     v, figures, _ = rounds._judge_fused(_StubJudge(within), "inc", "cand", dense_ok)  # type: ignore[arg-type]
     assert figures["gain"] >= figures["se"] and 0 < figures["adapter_gain"] < figures["adapter_se"], figures
     assert v.promote is False and v.reason.startswith("better in the whole recall only for its dense weight"), v.reason
+
+
+def test_the_base_model_puts_aside_a_version_in_use_only_when_clearly_better() -> None:
+    """The base model challenges what would be in use after a round: by twice the promotion margin
+    (a version that earned its place is not dropped for a few queries up and a few down), with the
+    version in use at its own dense weight and a candidate at the weight fitted on other queries."""
+    from lmm_cli.model import rounds
+
+    n = 40
+    even = [i % 2 == 0 for i in range(n)]
+    # the base ahead by 0.06 a query, ± 0.04: more than one standard error, less than two
+    near = {(None, 1.0): [0.8 if e else 0.5 for e in even], ("inc", 2.0): [0.5 if e else 0.68 for e in even]}
+    v, figures = rounds._back_to_base(_StubJudge(near), "inc", 2.0)  # type: ignore[arg-type]
+    assert figures["se"] < figures["gain"] < rounds.BACK_TO_BASE_SE * figures["se"], figures
+    assert v.promote is False
+    clear = {(None, 1.0): [0.8 if e else 0.5 for e in even], ("inc", 2.0): [0.5 if e else 0.45 for e in even]}
+    v, figures = rounds._back_to_base(_StubJudge(clear), "inc", 2.0)  # type: ignore[arg-type]
+    assert figures["gain"] > rounds.BACK_TO_BASE_SE * figures["se"] and v.promote is True, figures
+    assert figures["in_use"]["mrr"] == pytest.approx(0.475) and figures["base"]["mrr"] == pytest.approx(0.65)
+    # a candidate: scored at the weight each half of the queries fitted for the other, here ×3 for
+    # both, where it is level with the base; at ×1 it would look clearly worse
+    cand = {(None, 1.0): [0.7] * n, ("cand", 1.0): [0.3] * n, ("cand", 3.0): [0.7] * n}
+    v, figures = rounds._back_to_base(_StubJudge(cand), "cand", None)  # type: ignore[arg-type]
+    assert v.promote is False and figures["gain"] == 0 and figures["in_use"]["mrr"] == pytest.approx(0.7), figures
+
+
+def test_a_round_puts_aside_a_version_in_use_that_the_whole_recall_does_clearly_worse_with(
+        ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version in use that has stopped paying (here one that sends every task to the same file) is asked
+    against the base model in each round; the base, clearly better in the whole recall, becomes
+    active again; `lmm train`, `lmm adapters` and `lmm status` say so, and rollback restores it."""
+    from lmm_cli import core
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.model import adapters as A
+    from lmm_cli.model import trainer
+    from lmm_cli.model.pairs import mine
+    from lmm_cli.model.rounds import run_round
+    from lmm_cli.model.trainer import TrainResult
+
+    _judge_by_recall(ws)
+    db = ws.connect()
+    try:
+        base = stored_encoder(db, ws.config().models.encoder)
+        assert base is not None
+        m = mine(db, base)
+    finally:
+        db.close()
+    # A version that sends every task to one chunk: q + qW = (q·u) v, with u the tasks' mean
+    # direction (q·u > 0 for each) and v that chunk's vector; at ten times the store's dense
+    # weight, as its round had fitted it, that chunk's file comes first whatever is asked.
+    u, v = m.q.mean(axis=0), m.docs[0]
+    assert (m.q @ u > 0).all()
+    still = (np.outer(u, v) - np.eye(base.dim)).astype(np.float32)
+    bad = A.save_version(ws.dir, TrainResult(form="linear", tensors={"W": still}),
+                         {"base_model": base.id, "config": {"form": "linear"}, "promoted": True, "seen": [],
+                          "dense_scale": 10.0})
+    A.activate(ws.dir, bad.name)
+    real = trainer.train_linear
+
+    def stuck(ts: Any, docs: Any, cfg: Any, **kw: Any) -> Any:
+        """A round that learns nothing: its candidate is the version in use again."""
+        res = real(ts, docs, cfg, **kw)
+        res.tensors["W"] = still.copy()
+        return res
+
+    monkeypatch.setattr(trainer, "train_linear", stuck)
+    said: list[str] = []
+    out = run_round(ws, foreground=True, say=said.append)
+    back = out["scores"].get("back_to_base")
+    assert back, (out["reason"], out["scores"].get("fused"))
+    assert out["status"] == "refused" and out["back_to_base"] == bad.name, (out["reason"], back)
+    assert out["active"] is None and A.active_version(ws.dir) is None
+    assert back["gain"] >= 2 * back["se"] > 0 and back["base"]["hit5"] > back["in_use"]["hit5"], back
+    assert any(m.startswith(f"back to the base model, {bad.name} put aside") for m in said), said
+    listed = lmm("adapters", "--repo", str(ws.repo.root)).stdout
+    assert f"active: the base model (no adapter); the last round put {bad.name} aside: the base model is clearly" \
+        in listed, listed
+    assert json.loads(lmm("adapters", "--repo", str(ws.repo.root), "--json").stdout)["last_round"]["back_to_base"] \
+        == bad.name
+    assert f"back to the base model from {bad.name}" in lmm("status", "--repo", str(ws.repo.root)).stdout
+    assert core.adapters_rollback(ws)["active"] == bad.name  # nothing lost: it comes back on request
+    shown = lmm("train", "--repo", str(ws.repo.root)).stdout  # the same round again, from the CLI
+    assert f"back to the base model ({bad.name} put aside" in shown, shown
+    assert A.active_version(ws.dir) is None
