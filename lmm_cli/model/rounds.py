@@ -235,7 +235,10 @@ def _make_plan(ws: Workspace, mined: Mined, forms: list[str], base_id: str, max_
         seen = set(init.seen) if init else set()
         new = [i for i in pool if ex[i].source not in seen]
         old = [i for i in pool if ex[i].source in seen]
-        replay = _sample(ex, old, min(len(old), max(len(new), len(old) // 2)), seed=int(plan["created"]) + n)
+        # Seeded by the store's contents, not the clock: the same history gives the same replay, so
+        # `lmm train` run again on nothing new trains the same candidate instead of drawing until
+        # one passes, and a round can be reproduced.
+        replay = _sample(ex, old, min(len(old), max(len(new), len(old) // 2)), seed=max_episode * 8 + n)
         plan["train"][form] = [ex[i].source for i in sorted(new + replay)]
         plan["init"][form] = init.name if init else None
         plan["new"][form] = len(new)

@@ -77,7 +77,7 @@ def test_a_round_lowers_held_out_loss_and_is_promoted(ws: Any) -> None:
     assert not np.allclose(q, base.encode(["retry the upload when the token expired"]))
 
 
-def test_the_next_round_continues_from_the_active_version_with_a_replay(ws: Any) -> None:
+def test_the_next_round_continues_from_the_active_version_with_a_replay(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from lmm_cli.model.adapters import list_versions
     from lmm_cli.model.rounds import run_round
 
@@ -94,6 +94,24 @@ def test_the_next_round_continues_from_the_active_version_with_a_replay(ws: Any)
     v1, v2 = list_versions(ws.dir)
     assert v2.parent == "v0001" and set(v1.seen) <= set(v2.seen)  # it knows every pair its weights descend from
     assert v2.scores["recent"]["incumbent"] == second["scores"]["recent"]["incumbent"]
+    # The replay sample is drawn from the history, not the clock: planned again on nothing new, a
+    # round trains on the same pairs (no drawing replays until a candidate happens to pass).
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.model import rounds
+    from lmm_cli.model.pairs import mine
+
+    db = ws.connect()
+    try:
+        base = stored_encoder(db, ws.config().models.encoder)
+        mined, newest = mine(db, base), rounds._max_episode(db)
+    finally:
+        db.close()
+    plans = []
+    for clock in (1_800_000_000.0, 1_800_086_400.0):
+        monkeypatch.setattr(rounds.time, "time", lambda c=clock: c)
+        plans.append(rounds._make_plan(ws, mined, ["linear"], base.id, newest))
+    assert plans[0]["created"] != plans[1]["created"] and plans[0]["replay"]["linear"] > 0
+    assert plans[0]["train"] == plans[1]["train"]
 
 
 def test_a_regressing_candidate_is_saved_but_not_promoted(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
