@@ -862,42 +862,9 @@ def _fig(m: Optional[dict[str, Any]], key: str) -> str:
     return "-" if not m or not m.get("n") else f"{m[key]:.3f}"
 
 
-@app.command("train")
-@handled
-def train_cmd(
-    repo: Optional[Path] = RepoOpt,
-    form: Optional[str] = typer.Option(None, "--form", show_default=False,
-                                       help="linear, lora or both (default: train.forms in the config: linear)."),
-    accelerate: bool = typer.Option(False, "--accelerate",
-                                    help="Run the training loop through Hugging Face accelerate (a GPU where there is one)."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Train this repository's query adapter now: one round, in the foreground.
-
-    Pairs come from the history (a commit's message → the files it changed, a note → the files it
-    names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
-    probe slice are held out; the candidate, trained from the active version, becomes active only if
-    it ranks files at least as well as the version in use on both, and the whole recall (as it
-    stood before the recent commits) is clearly better with it (`[train] judge` in the config). The
-    round also fits how much weight recall should give the dense channel with the candidate (its
-    "dense weight"), on queries other than those it is judged on.
-    Every candidate is kept as a version (`lmm adapters`). lmm runs rounds in the background as
-    history arrives.
-
-    Example: `lmm train` (or `lmm train --form both --json`)
-    """
-    from . import core
-
-    ws = _workspace(repo)
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
-    with _Bar() as bar:
-        out = core.train(ws, forms=form, accelerate=accelerate, say=say, progress=bar)
-    if as_json:
-        _emit_json(out)
-        return
-    if out["status"] not in ("promoted", "refused"):
-        print(f"no round: {out['reason']}")
-        return
+def _round_tables(out: dict[str, Any]) -> dict[str, Any] | None:
+    """Print a round's tables (dense ranking; whole recall; the base model's challenge) and return
+    the base model's challenge where it put the version in use aside."""
     from rich.table import Table
 
     sc = out["scores"]
@@ -924,10 +891,54 @@ def train_cmd(
         for key, label in (("base", "base model"), ("incumbent", in_use), ("candidate", cand)):
             whole.add_row(label, _fig(fused[key], "hit5"), _fig(fused[key], "mrr"), _fig(fused[key], "recall"))
         _wide().print(whole)
-    back = sc.get("back_to_base")
+    back: dict[str, Any] | None = sc.get("back_to_base")
     if back:
         print(f"base model {_fig(back['base'], 'hit5')} Hit@5 / {_fig(back['base'], 'mrr')} MRR against "
               f"{back['from']} in use {_fig(back['in_use'], 'hit5')} / {_fig(back['in_use'], 'mrr')}, in the whole recall")
+    return back
+
+
+@app.command("train")
+@handled
+def train_cmd(
+    repo: Optional[Path] = RepoOpt,
+    form: Optional[str] = typer.Option(None, "--form", show_default=False,
+                                       help="linear, lora or both (default: train.forms in the config: linear)."),
+    accelerate: bool = typer.Option(False, "--accelerate",
+                                    help="Run the training loop through Hugging Face accelerate (a GPU where there is one)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Train this repository's query adapter now: one round, in the foreground.
+
+    Pairs come from the history (a commit's message → the files it changed, a note → the files it
+    names, a prompt → the files edited, a useful recall → its files). The newest queries and an older
+    probe slice are held out; the candidate, trained from the active version, becomes active only if
+    it ranks files at least as well as the version in use on both, and the whole recall (as it
+    stood before the recent commits) is clearly better with it (`[train] judge` in the config). The
+    round also fits how much weight recall should give the dense channel with the candidate (its
+    "dense weight"), on queries other than those it is judged on.
+    Every candidate is kept as a version (`lmm adapters`). lmm runs rounds in the background as
+    history arrives. Run again with nothing changed (the same pairs, versions and recall), it says so
+    instead of training the same candidate twice.
+
+    Example: `lmm train` (or `lmm train --form both --json`)
+    """
+    from . import core
+
+    ws = _workspace(repo)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if sys.stderr.isatty() or not as_json else None
+    with _Bar() as bar:
+        out = core.train(ws, forms=form, accelerate=accelerate, say=say, progress=bar)
+    if as_json:
+        _emit_json(out)
+        return
+    last = out.get("last") if out["status"] == "unchanged" else None
+    if isinstance(last, dict) and last.get("status") in ("promoted", "refused") and last.get("scores"):
+        _round_tables(last)  # the round it would repeat, as it was shown then
+    if out["status"] not in ("promoted", "refused"):
+        print(f"no round: {out['reason']}")
+        return
+    back = _round_tables(out)
     if out["status"] == "promoted":
         print(f"{out['active']} is active: {out['reason']} ({out['seconds']:.0f}s)")
     elif back:

@@ -26,6 +26,9 @@ recall (``BACK_TO_BASE_SE`` standard errors, twice the promotion margin) than wh
 after the round, the round refuses the candidate and puts the version in use aside (the base
 becomes active; `lmm adapters rollback` brings the version back). Under ``train.judge = "dense"``
 there is no whole-recall check, and a version in use is only ever replaced by a better candidate.
+A round is reproducible: training is seeded and the replay is drawn with a seed from the history, so
+a round whose inputs (``_inputs``: pairs, starting weights, held-out slices, the version in use and
+the recall that judges) equal the last one's is not run again (status ``unchanged``).
 Every candidate is saved as a version either way (``adapters.save_version``), with its scores and
 its verdict, so `lmm adapters` shows refused ones and why. The outcome, with its figures, is
 recorded in ``state`` under ``STATE_KEY``.
@@ -39,6 +42,7 @@ should run one; ``forget_sources`` drops every version that learned from forgott
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -500,6 +504,46 @@ def _back_to_base(judge: _FusedJudge, running: Any, scale: float | None) -> tupl
                "margin_se": BACK_TO_BASE_SE, "ranked_by": judge.ranked_by}
 
 
+def _weights_digest(store_dir: Path, version: Version | None) -> str | None:
+    """A digest of a version's weights (its files but meta.json); None for the base model. Two
+    versions with the same weights (a round that learned nothing new) have the same digest."""
+    from .adapters import version_dir
+
+    if version is None:
+        return None
+    h = hashlib.sha256()
+    folder = version_dir(store_dir, version.name)
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.name != "meta.json":
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _inputs(ws: Workspace, db: sqlite3.Connection, mined: Mined, plan: dict[str, Any], incumbent: Version | None,
+            by_name: dict[str, Version], overrides: dict[str, Any]) -> str:
+    """A digest of everything a round's result follows from: the code's chunk vectors, the pairs
+    each form trains on and the weights it starts from, the held-out slices, the version in use,
+    and the recall it is judged by (the store's weights, its learned ranker, the judge). Training
+    is seeded and the replay drawn from the history, so the same inputs give the same round."""
+    from ..address.recall import load_weights
+    from ..address.rerank import load_ranker
+
+    ranker = load_ranker(ws.dir)
+    pos = mined.index()
+    data = {
+        # salience sets each pair's loss weight and its odds in the replay
+        "salience": {f: [round(mined.examples[pos[s]].salience, 4) for s in srcs if s in pos]
+                     for f, srcs in plan["train"].items()},
+        "docs": hashlib.sha256(mined.docs.tobytes()).hexdigest(), "base": plan["base_model"],
+        "forms": plan["forms"], "train": plan["train"], "recent": plan["recent"], "older": plan["older"],
+        "init": {f: _weights_digest(ws.dir, by_name.get(n)) if n else None for f, n in plan["init"].items()},
+        "incumbent": [_weights_digest(ws.dir, incumbent), incumbent.dense_scale if incumbent else 1.0],
+        "judge": ws.config().train.judge, "weights": load_weights(db), "ranker": ranker.label if ranker else None,
+        "overrides": overrides,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def _load_adapter(store_dir: Path, version: Version | None) -> Any:
     from ..embed.adapter import load_adapter
     from .adapters import version_dir
@@ -618,6 +662,21 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     incumbent = by_name.get(plan["incumbent"]) if plan["incumbent"] else None
     if plan["incumbent"] and incumbent is None:
         incumbent = active_version(ws.dir)
+    inputs = _inputs(ws, db, mined, plan, incumbent, by_name, overrides)
+    last = last_round(db) or {}
+    active_now = active_version(ws.dir)
+    if (not resumed and last.get("inputs") == inputs and last.get("status") in ("promoted", "refused")
+            and last.get("active") == (active_now.name if active_now else None)):
+        # `lmm train` again on an unchanged store, where the last round left it: the same round, to
+        # the bit. Its versions are there already; saving them again would only push older ones out
+        # of the `keep` window. (After a rollback the version in use is not what the round left:
+        # the round runs, and acts again.)
+        shutil.rmtree(folder, ignore_errors=True)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(last.get("at") or 0)))
+        return {**head, "status": "unchanged", "counts": counts, "last": last,
+                "reason": f"nothing changed since the last round ({when}, {last['status']}: active "
+                          f"{last.get('active') or 'the base model'}): the same pairs from the same versions, "
+                          "judged by the same recall, give the same result; train again after new commits or notes"}
     cfg_base = {"threads": settings.threads, **overrides}
     tau = TrainConfig(**{k: v for k, v in cfg_base.items() if k in TrainConfig.__dataclass_fields__}).tau
     scorer = _Scorer(mined, base, recent, older, tau)
@@ -757,7 +816,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     _surprise(db, mined, _load_adapter(ws.dir, active), tau)
     outcome = {
         **head, "status": "promoted" if verdict.promote else "refused", "reason": verdict.reason,
-        "resumed": resumed, "seconds": round(time.monotonic() - t0, 2), "counts": counts,
+        "resumed": resumed, "seconds": round(time.monotonic() - t0, 2), "counts": counts, "inputs": inputs,
         "incumbent": incumbent.name if incumbent else None, "best": best, "candidates": saved,
         "active": active.name if active else None,
         **({"back_to_base": back["from"], "back_to_base_reason": back["reason"]} if back is not None else {}),
