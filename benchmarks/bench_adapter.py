@@ -148,6 +148,8 @@ def run(repo: Path, rounds: int, step: int, say: Any, fit: bool = False) -> dict
             "recent": outcome.get("scores", {}).get("recent"),
             "ranked_by": (outcome.get("scores", {}).get("fused") or {}).get("ranked_by"),
             "back_to_base": outcome.get("back_to_base"),  # the version in use the base model put aside
+            "back_to_base_figures": {k: v for k, v in (outcome.get("scores", {}).get("back_to_base") or {}).items()
+                                     if k in ("gain", "se", "base", "in_use")} or None,
         }
         out["rounds"].append(row)
         say(f"round {i}: {row['status']} in {round_s:.1f}s ({row['pairs']} pairs, {new_episodes} new episodes); "

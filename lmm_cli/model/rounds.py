@@ -21,9 +21,11 @@ store's weights and re-ordered by its learned ranker where the fusion fit kept o
 above zero (``promote.clear_gain``). A dense channel that improves alone can still lower the fused
 ranking, where the other channels already found what it now finds and it pushes their other answers
 down, or move it by what chance would; such a candidate is refused, and the next form is asked.
-The base model is asked again each round (``_back_to_base``): where it is clearly better in the whole
-recall (``BACK_TO_BASE_SE`` standard errors, twice the promotion margin) than what would be in use
-after the round, the round refuses the candidate and puts the version in use aside (the base
+The base model is asked again each round, by the rule a candidate passes (``_back_to_base``): where
+it is at least as good in the dense check on both slices (going back must not forget what the
+version kept) and clearly better in the whole recall (``BACK_TO_BASE_SE`` standard errors, twice the
+promotion margin) than what would be in use after the round, the round refuses the candidate and
+puts the version in use aside (the base
 becomes active; `lmm adapters rollback` brings the version back). Under ``train.judge = "dense"``
 there is no whole-recall check, and a version in use is only ever replaced by a better candidate.
 A round is reproducible: training is seeded and the replay is drawn with a seed from the history, so
@@ -732,23 +734,34 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
             break
     best = next((f for f, v in verdicts.items() if v.promote), order[0])
     verdict, fused, b = verdicts[best], fused_of.get(best), cand_s[best]
-    # The base model challenges what would be in use after the round, in the whole recall: a
-    # candidate that beat a version in use that had stopped paying, or that version itself.
+    # The base model challenges what would be in use after the round (a candidate that beat a
+    # version in use that had stopped paying, or that version itself) by the rule a candidate
+    # passes: at least as good in the dense check on recent history and on the older slice (going
+    # back must not forget what the version kept), then clearly better in the whole recall.
     back: dict[str, Any] | None = None
     if incumbent is not None and settings.judge == "recall":
-        fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
-        if fused_judge.usable:
+        def challenge(running: Any, scores: _Scored, scale: float | None) -> tuple[promote.Verdict, dict[str, Any]]:
+            dense_v = promote.judge(scores.recent, base_s.recent, older_incumbent=scores.older,
+                                    older_candidate=base_s.older)
+            if not dense_v.promote:
+                return promote.Verdict(False, f"the base model is {dense_v.reason} in the dense channel"), {}
+            nonlocal fused_judge
+            fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
+            if not fused_judge.usable:
+                return promote.Verdict(False, "too few recent commits to ask the whole recall"), {}
             say("asking the whole recall whether the base model now does clearly better")
-            if verdict.promote:
-                bv, figures = _back_to_base(fused_judge, cand_adapters[best], None)
-                if bv.promote:
-                    verdict = verdicts[best] = promote.Verdict(
-                        False, f"better than {incumbent.name}, but the base model is {bv.reason}")
-            if not verdict.promote:
-                bv, figures = _back_to_base(fused_judge, inc_adapter, incumbent.dense_scale)
-                if bv.promote:
-                    back = {"from": incumbent.name, "reason": f"the base model is {bv.reason} than {incumbent.name}",
-                            **figures}
+            return _back_to_base(fused_judge, running, scale)
+
+        if verdict.promote:
+            bv, figures = challenge(cand_adapters[best], cand_s[best], None)
+            if bv.promote:
+                verdict = verdicts[best] = promote.Verdict(
+                    False, f"better than {incumbent.name}, but the base model is {bv.reason}")
+        if not verdict.promote:
+            bv, figures = challenge(inc_adapter, inc_s, incumbent.dense_scale)
+            if bv.promote:
+                back = {"from": incumbent.name, "reason": f"the base model is {bv.reason} than {incumbent.name}, "
+                                                          "and not worse in the dense channel", **figures}
 
     gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
     if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
