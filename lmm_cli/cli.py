@@ -991,7 +991,8 @@ def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bo
     _wide().print(table)
     if out["active"] is None:
         print("active: the base model (no adapter)" + (
-            f"; the last round put {aside} aside: {out['last_round'].get('back_to_base_reason', '')}" if aside else ""))
+            f"; the last round put {aside} aside: {out['last_round']['scores']['back_to_base']['reason']}"
+            if aside else ""))
     if out["training_now"]:
         print("a training round is running now")
 

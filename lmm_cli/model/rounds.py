@@ -740,28 +740,24 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
     # back must not forget what the version kept), then clearly better in the whole recall.
     back: dict[str, Any] | None = None
     if incumbent is not None and settings.judge == "recall":
-        def challenge(running: Any, scores: _Scored, scale: float | None) -> tuple[promote.Verdict, dict[str, Any]]:
-            dense_v = promote.judge(scores.recent, base_s.recent, older_incumbent=scores.older,
-                                    older_candidate=base_s.older)
-            if not dense_v.promote:
-                return promote.Verdict(False, f"the base model is {dense_v.reason} in the dense channel"), {}
+        def base_wins(running: Any, scores: _Scored, scale: float | None) -> dict[str, Any] | None:
+            """The challenge's figures and reason where the base model wins it, else None."""
+            if not promote.judge(scores.recent, base_s.recent, older_incumbent=scores.older,
+                                 older_candidate=base_s.older).promote:
+                return None
             nonlocal fused_judge
             fused_judge = fused_judge or _FusedJudge(db, ws.repo.root, scorer)
             if not fused_judge.usable:
-                return promote.Verdict(False, "too few recent commits to ask the whole recall"), {}
+                return None
             say("asking the whole recall whether the base model now does clearly better")
-            return _back_to_base(fused_judge, running, scale)
+            v, figures = _back_to_base(fused_judge, running, scale)
+            return {**figures, "reason": f"the base model is {v.reason}"} if v.promote else None
 
-        if verdict.promote:
-            bv, figures = challenge(cand_adapters[best], cand_s[best], None)
-            if bv.promote:
-                verdict = verdicts[best] = promote.Verdict(
-                    False, f"better than {incumbent.name}, but the base model is {bv.reason}")
-        if not verdict.promote:
-            bv, figures = challenge(inc_adapter, inc_s, incumbent.dense_scale)
-            if bv.promote:
-                back = {"from": incumbent.name, "reason": f"the base model is {bv.reason} than {incumbent.name}, "
-                                                          "and not worse in the dense channel", **figures}
+        if verdict.promote and (won := base_wins(cand_adapters[best], cand_s[best], None)):
+            verdict = verdicts[best] = promote.Verdict(False, f"better than {incumbent.name}, but {won['reason']}")
+        if not verdict.promote and (won := base_wins(inc_adapter, inc_s, incumbent.dense_scale)):
+            back = {**won, "from": incumbent.name,
+                    "reason": f"{won['reason']} than {incumbent.name}, and not worse in the dense channel"}
 
     gone = _forgotten(db, [s for f in trainable for s in plan["train"][f]])
     if gone:  # `lmm forget` ran meanwhile: nothing trained on it may be saved
@@ -832,7 +828,7 @@ def _round(ws: Workspace, db: sqlite3.Connection, *, forms: str | Sequence[str] 
         "resumed": resumed, "seconds": round(time.monotonic() - t0, 2), "counts": counts, "inputs": inputs,
         "incumbent": incumbent.name if incumbent else None, "best": best, "candidates": saved,
         "active": active.name if active else None,
-        **({"back_to_base": back["from"], "back_to_base_reason": back["reason"]} if back is not None else {}),
+        **({"back_to_base": back["from"]} if back is not None else {}),  # its figures and reason: scores
         "scores": {"recent": {"base": base_s.recent, "incumbent": inc_s.recent,
                               **{f: s.recent for f, s in cand_s.items()}},
                    "older": {"base": base_s.older, "incumbent": inc_s.older,

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..address.intent import sha_mentions
 from ..store.tx import transaction
 
 __all__ = ["Reason", "EpisodeFacts", "FileStat", "Context", "score_episode", "refresh", "record_surprise",
@@ -153,7 +154,6 @@ _CI = re.compile(r"(^|/)(\.github|\.circleci|\.gitlab|\.buildkite|\.azure-pipeli
                  r"\.readthedocs\.ya?ml|Jenkinsfile|codecov\.ya?ml|\.coveragerc)$", re.I)
 _TYPO = re.compile(r"\b(typos?|spelling|misspel\w*|grammar|wording|rephrase\w*)\b", re.I)
 _BOT = re.compile(r"\[bot\]|\bdependabot\b|\brenovate\b|\bpre-commit-ci\b|\bgithub-actions\b", re.I)
-_SHA_IN_TEXT = re.compile(r"\b[0-9a-f]{7,40}\b")
 
 # Bases by episode kind (notes by their data.kind): where an episode starts before its factors. A
 # routine commit or turn is 0.5, the neutral value capture gave everything before the gate (and what
@@ -456,11 +456,11 @@ def _context(db: sqlite3.Connection) -> Context:
     ctx.useful_commit = {s: (good.get(s, 0), bad.get(s, 0)) for s in set(good) | set(bad)}
     # Notes citing commits by sha (7+ hex digits that are a stored commit's prefix).
     notes = db.execute("SELECT title, body FROM episodes WHERE kind = 'note' ORDER BY ts").fetchall()
-    # Every hex word counts, all-digit and all-letter ones too (a sha's first 8 digits are all digits
-    # one time in 40): the store decides, as it does for recall (``address.intent.sha_mentions``). A
-    # word names a commit only when it is the unique prefix of one stored commit, and a number or a
-    # word like "defaced" is that one time in millions on a repository of thousands of commits.
-    prefixes = {m for t, b in notes for m in _SHA_IN_TEXT.findall(f"{t}\n{b}")}
+    # The hex words recall reads as commit ids, all-digit and all-letter ones too (a sha's first 8
+    # digits are all digits one time in 40): the store decides. A word names a commit only when it is
+    # the unique prefix of one stored commit, which a number or a word like "defaced" is one time in
+    # millions on a repository of thousands of commits.
+    prefixes = {m for t, b in notes for m in sha_mentions(f"{t}\n{b}")}
     for p in sorted(prefixes):
         row = db.execute("SELECT source FROM episodes WHERE kind IN ('commit', 'merge') AND source >= ? AND source < ?"
                          " LIMIT 2", (p, p + "g")).fetchall()
