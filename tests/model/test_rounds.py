@@ -544,14 +544,24 @@ def test_a_round_puts_aside_a_version_in_use_that_the_whole_recall_does_clearly_
 
     monkeypatch.setattr(trainer, "train_linear", stuck)
     monkeypatch.setattr(rounds._Scorer, "score", blind)
-    said: list[str] = []
-    out = run_round(ws, foreground=True, say=said.append)
+    # `lmm train` itself, in this process so the stand-ins above hold: what the user is told.
+    from typer.testing import CliRunner
+
+    from lmm_cli.cli import app
+
+    shown = CliRunner().invoke(app, ["train", "--repo", str(ws.repo.root)])
+    assert shown.exit_code == 0, shown.output
+    out = core.adapters(ws)["last_round"]
     back = out["scores"].get("back_to_base")
     assert back, (out["reason"], out["scores"].get("fused"))
     assert out["status"] == "refused" and out["back_to_base"] == bad.name, (out["reason"], back)
     assert out["active"] is None and A.active_version(ws.dir) is None
     assert back["gain"] >= 2 * back["se"] > 0 and back["base"]["hit5"] > back["in_use"]["hit5"], back
-    assert any(m.startswith(f"back to the base model, {bad.name} put aside") for m in said), said
+    assert f"back to the base model, {bad.name} put aside" in shown.stderr, shown.stderr
+    assert (f"base model {back['base']['hit5']:.3f} Hit@5 / {back['base']['mrr']:.3f} MRR against {bad.name} in use "
+            f"{back['in_use']['hit5']:.3f} / {back['in_use']['mrr']:.3f}, in the whole recall") in shown.stdout, shown.stdout
+    assert (f"the candidate is {out['reason']}; back to the base model ({bad.name} put aside, `lmm adapters rollback` "
+            f"restores it): {back['reason']}") in shown.stdout, shown.stdout
     listed = lmm("adapters", "--repo", str(ws.repo.root)).stdout
     assert f"active: the base model (no adapter); the last round put {bad.name} aside: the base model is clearly" \
         in listed, listed
