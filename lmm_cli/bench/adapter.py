@@ -31,7 +31,7 @@ from typing import Any
 
 from ..model.replay import Query, ReplayMemory, Row, evaluate
 
-__all__ = ["adapter_rows", "dense_ranker"]
+__all__ = ["adapter_rows", "dense_ranker", "paired"]
 
 
 def dense_ranker(memory: ReplayMemory, depth: int = 100) -> Callable[[str], list[str]]:
@@ -84,6 +84,25 @@ def _fit_fusion(memory: ReplayMemory, say: Callable[[str], None]) -> tuple[dict[
         "ranker": {k: rk[k] for k in ("status", "reason", "late") if k in rk}, "ranker_active": learned is not None}
 
 
+def paired(before: Row, after: Row) -> dict[str, Any]:
+    """``after`` against ``before`` on the same queries, query by query: the mean gain in Hit@5, MRR
+    and Recall@k, each with its standard error (``promote.paired_gain``, the statistic the rounds
+    judge by), so a difference can be told from chance."""
+    from ..model.promote import paired_gain
+
+    def hit5(r: Row) -> list[float]:
+        return [1.0 if 0 < f <= 5 else 0.0 for f in r.first_rank]
+
+    def rr(r: Row) -> list[float]:
+        return [1.0 / f if f else 0.0 for f in r.first_rank]
+
+    out: dict[str, Any] = {"before": before.name, "after": after.name, "queries": before.n}
+    for key, per_query in (("hit5", hit5), ("mrr", rr), ("recall", lambda r: r.recalls)):
+        gain, se = paired_gain(per_query(before), per_query(after))
+        out[key] = {"gain": gain, "se": se}
+    return out
+
+
 def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Sequence[str] = ("linear",),
                  say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Fit the fusion weights at the cut and train there as a user's store would, then score base
@@ -121,13 +140,19 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
         return memory.ranker(w, learned=learned)
 
     fused_base = "lmm fused, base encoder" + (", weights fitted at the cut" if fusion["status"] == "saved" else "")
+    chunks_base = evaluate("code chunks only, base encoder", chunk_ranker(base), queries)
+    dense_base = evaluate("dense channel, base encoder", dense_ranker(memory), queries)
+    today = evaluate(fused_base, memory.ranker(weights), queries)
     rows: list[Row] = [
-        evaluate("code chunks only, base encoder", chunk_ranker(base), queries),
-        evaluate("dense channel, base encoder", dense_ranker(memory), queries),
+        chunks_base, dense_base,
         *([default_row] if fusion["status"] == "saved" else []),
-        evaluate(fused_base, memory.ranker(weights), queries),
+        today,
         *([evaluate(fused_base + rk, fused(weights), queries)] if learned is not None else []),
     ]
+    # What each change is worth, query by query: the adapter in the dense channel (code chunks alone,
+    # as it is trained, and the whole channel recall uses), and everything this store would run now
+    # against today's linear fusion.
+    changes: list[dict[str, Any]] = []
     from ..address.recall import scaled_weights
     from ..embed.adapter import AdaptedEncoder, load_adapter
 
@@ -139,7 +164,9 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
         enc = AdaptedEncoder(base, adapter, v.name)
         dense_name, fused_name = f"dense channel, {form} adapter {v.name}", f"lmm fused, {form} adapter {v.name}"
         rows.append(evaluate(f"code chunks only, {form} adapter {v.name}", chunk_ranker(enc), queries))
+        changes.append(paired(chunks_base, rows[-1]))
         rows.append(_with_encoder(memory, enc, partial(evaluate, dense_name, dense_ranker(memory), queries)))
+        changes.append(paired(dense_base, rows[-1]))
         rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name + rk, fused(weights), queries)))
         if v.dense_scale != 1.0:
             # The dense weight the round fitted for this version, and, as the control, the base
@@ -154,8 +181,9 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
     label = (f"lmm as it would run ({active.form} {active.name} active, dense weight ×{active.dense_scale:g}{rk})"
              if active else f"lmm as it would run (base: none promoted{rk})")
     rows.append(_with_encoder(memory, live, lambda: evaluate(label, fused(weights), queries)))
+    changes.append(paired(today, rows[-1]))
     return {
-        "round": outcome, "round_s": round_s, "rows": rows, "fusion": fusion,
+        "round": outcome, "round_s": round_s, "rows": rows, "fusion": fusion, "changes": changes,
         "versions": [{"name": v.name, "form": v.form, "pairs": v.pairs, "size_bytes": v.size_bytes,
                       "active": v.active, "dense_scale": v.dense_scale, "scores": v.scores}
                      for v in versions.list_versions(ws.dir)],

@@ -229,6 +229,13 @@ def _adapter_section(ad: dict[str, Any]) -> list[str]:
              f"One training round on the replay store ({ad['round_s']:.1f}s): {out.get('status', '?')}"
              + (f" — {out['reason']}" if out.get("reason") else ""), ""]
     lines += _table(ad["rows"], latency=False)
+    if ad.get("changes"):
+        lines += ["", "What each change is worth on these queries, query by query (points, ± one standard error; "
+                      "within two standard errors of zero, chance alone could give it):", "",
+                  "| change | queries | Hit@5 | MRR | Recall@10 |", "|---|---|---|---|---|"]
+        for c in ad["changes"]:
+            cells = [f"{100 * c[k]['gain']:+.1f} ± {100 * c[k]['se']:.1f}" for k in ("hit5", "mrr", "recall")]
+            lines.append(f"| {c['after']} vs {c['before']} | {c['queries']} | " + " | ".join(cells) + " |")
     if ad["versions"]:
         lines += ["", "| version | form | pairs | size | active |", "|---|---|---|---|---|"]
         for v in ad["versions"]:

@@ -86,7 +86,7 @@ def run(repo: Path, holdout: int, systems: Sequence[Any] | Mapping[str, Any], k:
             except Exception as e:  # noqa: BLE001
                 if not keep_going:
                     raise
-                row = Row(name, 0, 0, 0, 0, 0, 0, 0, 0, 0, k, [], f"{type(e).__name__}: {e}")
+                row = Row(name, 0, 0, 0, 0, 0, 0, 0, 0, 0, k, error=f"{type(e).__name__}: {e}")
             say(f"{name}: Hit@1 {row.hit1:.3f}  MRR {row.mrr:.3f}" if not row.error else f"{name}: {row.error}")
             rows.append(row)
         return Report(str(snap.repo), snap.cut, holdout, held.commits, len(held.queries),

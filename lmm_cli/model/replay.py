@@ -483,6 +483,7 @@ class Row:
     build_s: float = 0.0
     k: int = 10
     first_rank: list[int] = field(default_factory=list)   # per query: rank of the first gold file, 0 = none
+    recalls: list[float] = field(default_factory=list)    # per query: Recall@k
     error: str | None = None
 
 
@@ -499,6 +500,7 @@ def evaluate(name: str, rank: Callable[[str], list[str]], queries: Sequence[Quer
     rr = 0.0
     lat: list[float] = []
     firsts: list[int] = []
+    recalls: list[float] = []
     for q in queries:
         t0 = time.perf_counter()
         ranked = rank(q.text)
@@ -515,13 +517,14 @@ def evaluate(name: str, rank: Callable[[str], list[str]], queries: Sequence[Quer
         for j in hits:
             if first and first <= j:
                 hits[j] += 1
-        if q.gold:
-            recall += len(q.gold.intersection(ranked[:k])) / len(q.gold)
+        got = len(q.gold.intersection(ranked[:k])) / len(q.gold) if q.gold else 0.0
+        recalls.append(got)
+        recall += got
         rr += 1.0 / first if first else 0.0
     n = len(queries)
     d = n or 1
     return Row(name, n, hits[1] / d, hits[5] / d, hits[10] / d, recall / d, rr / d,
-               percentile(lat, 50), percentile(lat, 95), build_s, k, firsts)
+               percentile(lat, 50), percentile(lat, 95), build_s, k, firsts, recalls)
 
 
 # --------------------------------------------------------------------------- lmm's memory at the cut

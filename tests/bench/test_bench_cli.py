@@ -145,3 +145,26 @@ def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_agains
         assert rnd["status"] == "refused" and live_name == f"lmm as it would run (base: none promoted{rk})", rnd
         same = base
     assert rows[live_name]["first_rank"] == same["first_rank"]
+    # Each change is measured query by query on the same queries: the adapter on the code chunks
+    # and in the dense channel, and what the store would run against today's linear fusion. A
+    # paired mean gain is the difference of the two rows' figures; its standard error says whether
+    # chance could give it.
+    changes = {(c["before"], c["after"]): c for c in ad["changes"]}
+    expected = [("code chunks only, base encoder", f"code chunks only, linear adapter {v['name']}"),
+                ("dense channel, base encoder", f"dense channel, linear adapter {v['name']}"),
+                (base_name, live_name)]
+    assert sorted(changes) == sorted(expected)
+    for before, after in expected:
+        c, a, b = changes[(before, after)], rows[before], rows[after]
+        assert c["queries"] == rep["queries"]
+        for key in ("hit5", "mrr", "recall"):
+            assert abs(c[key]["gain"] - (b[key] - a[key])) < 1e-9, (before, after, key)
+            assert c[key]["se"] >= 0
+    from types import SimpleNamespace
+
+    from lmm_cli.bench.compare import _adapter_section
+
+    shown = "\n".join(_adapter_section({**ad, "rows": [SimpleNamespace(**r) for r in ad["rows"]]}))
+    c = changes[(base_name, live_name)]
+    assert (f"| {live_name} vs {base_name} | {rep['queries']} | {100 * c['hit5']['gain']:+.1f} ± "
+            f"{100 * c['hit5']['se']:.1f} | {100 * c['mrr']['gain']:+.1f} ± {100 * c['mrr']['se']:.1f} |") in shown

@@ -109,6 +109,7 @@ def test_evaluate_metrics_on_a_hand_computed_example() -> None:
     assert row.hit5 == pytest.approx(2 / 5)
     assert row.hit10 == pytest.approx(3 / 5)
     assert row.recall == pytest.approx((1 + 0.5 + 0 + 1 + 0) / 5)
+    assert row.recalls == pytest.approx([1, 0.5, 0, 1, 0])
     assert row.mrr == pytest.approx((1 + 1 / 3 + 0 + 1 / 6 + 0) / 5)
     assert row.p50_ms >= 0 and row.p95_ms >= row.p50_ms
 
