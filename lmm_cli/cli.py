@@ -886,8 +886,9 @@ def _round_tables(out: dict[str, Any]) -> dict[str, Any] | None:
                             + (f", re-ordered by its {by}" if by and by.startswith("learned ranker") else ""))
         for col in ("", "Hit@5", "MRR", "R@10"):
             whole.add_column(col, justify="left" if not col else "right")
-        in_use = f"{names['incumbent']}, dense weight ×{fused.get('incumbent_dense_scale', 1.0):g}"
-        cand = f"{out['best']}, dense weight ×{fused.get('dense_scale', 1.0):g}"
+        in_use = (f"{names['incumbent']}, adapter weight ×{fused.get('incumbent_dense_scale', 1.0):g}"
+                  if out.get("incumbent") else names["incumbent"])
+        cand = f"{out['best']}, adapter weight ×{fused.get('dense_scale', 1.0):g}"
         for key, label in (("base", "base model"), ("incumbent", in_use), ("candidate", cand)):
             whole.add_row(label, _fig(fused[key], "hit5"), _fig(fused[key], "mrr"), _fig(fused[key], "recall"))
         _wide().print(whole)
@@ -915,8 +916,9 @@ def train_cmd(
     probe slice are held out; the candidate, trained from the active version, becomes active only if
     it ranks files at least as well as the version in use on both, and the whole recall (as it
     stood before the recent commits) is clearly better with it (`[train] judge` in the config). The
-    round also fits how much weight recall should give the dense channel with the candidate (its
-    "dense weight"), on queries other than those it is judged on.
+    adapter ranks as a channel of its own beside the dense channel; the round also fits how much
+    weight recall should give it (its "adapter weight", a multiple of the dense channel's), on
+    queries other than those it is judged on.
     Every candidate is kept as a version (`lmm adapters`). lmm runs rounds in the background as
     history arrives. Run again with nothing changed (the same pairs, versions and recall), it says so
     instead of training the same candidate twice.
@@ -973,7 +975,7 @@ def adapters_cmd(ctx: typer.Context, repo: Optional[Path] = RepoOpt, as_json: bo
     from rich.table import Table
 
     table = Table()
-    for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "dense weight", "size",
+    for col in ("version", "created", "form", "trained on", "recent Hit@5", "older Hit@5", "adapter weight", "size",
                 "status"):
         table.add_column(col)
     aside = (out.get("last_round") or {}).get("back_to_base")

@@ -616,8 +616,9 @@ def _ensure_indexed(ws: Workspace, db: sqlite3.Connection) -> None:
 
 
 def query_encoder(ws: Workspace, base: Any) -> Any:
-    """The encoder recall's dense channel asks with: ``base`` with this repository's active adapter
-    (``model.adapters``), or ``base`` itself (none active, or it cannot be read; None stays None)."""
+    """The encoder recall asks with: ``base`` with this repository's active adapter
+    (``model.adapters``; its vector meets the code in the adapter's channel), or ``base`` itself
+    (none active, or it cannot be read; None stays None)."""
     if base is None:
         return None
     from .model.adapters import load_query_encoder

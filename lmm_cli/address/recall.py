@@ -70,12 +70,17 @@ from .intent import (
 from .languages import language_of
 
 __all__ = ["CHANNELS", "DEFAULT_WEIGHTS", "FileHit", "CommitHit", "NoteHit", "SessionHit", "Recall", "Recaller",
-           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS", "scaled_weights"]
+           "load_weights", "save_weights", "fts_query", "missing_commits", "MAX_TERMS", "adapter_weights", "ADAPTED"]
 
 CHANNELS = ("lexical", "names", "history", "dense", "mentions", "intent", "cochange", "structure", "recency",
             "fixes")
 QUERY_CHANNELS = ("lexical", "names", "history", "dense", "mentions")
-FOUND_BY = (*QUERY_CHANNELS, "intent", "cochange")  # channels that can bring a file into the answer
+# The repository adapter's channel (``model.adapters``): code chunks met by the task's adapted vector.
+# Where a version is active it ranks beside the dense channel, which stays on the base model's
+# vectors; its weight is the dense channel's times the version's fitted multiple (``adapter_weights``).
+ADAPTED = "adapted"
+FUSED = (*CHANNELS, ADAPTED)  # what the fusion sums
+FOUND_BY = (*QUERY_CHANNELS, "intent", "cochange", ADAPTED)  # channels that can bring a file into the answer
 DEFAULT_WEIGHTS: dict[str, float] = {
     "lexical": 1.0, "names": 1.0, "history": 0.5, "dense": 0.7, "mentions": 2.0, "intent": 2.0, "cochange": 0.1,
     "structure": 0.25, "recency": 0.1, "fixes": 0.05,
@@ -222,11 +227,10 @@ def save_weights(db: sqlite3.Connection, weights: dict[str, float]) -> None:
     )
 
 
-def scaled_weights(weights: dict[str, float], scale: float) -> dict[str, float]:
-    """``weights`` with the dense channel's multiplied by ``scale`` (the same dict when 1)."""
-    if scale == 1.0:
-        return weights
-    return {**weights, "dense": weights.get("dense", 0.0) * scale}
+def adapter_weights(weights: dict[str, float], scale: float) -> dict[str, float]:
+    """``weights`` with the adapter channel's: the dense channel's times ``scale`` (an adapter
+    version's round fits it, ``model.rounds``). Without an active adapter the channel is empty."""
+    return {**weights, ADAPTED: weights.get("dense", 0.0) * scale}
 
 
 STORE_RANKER: Any = object()  # Recaller(ranker=…): the store's active learned ranker, if any
@@ -293,6 +297,7 @@ class _Evidence:
     commits_for: dict[str, list[tuple[float, int]]] = field(default_factory=lambda: defaultdict(list))
     episodes: dict[int, tuple[float, sqlite3.Row]] = field(default_factory=dict)
     dense_for: dict[str, tuple[float, str | None, int, int]] = field(default_factory=dict)
+    adapted_for: dict[str, tuple[float, str | None, int, int]] = field(default_factory=dict)
     cochange_with: dict[str, tuple[str, int]] = field(default_factory=dict)
     mentioned: dict[str, str] = field(default_factory=dict)      # path → how the task names it
     intent_from: dict[str, tuple[str, str]] = field(default_factory=dict)  # path → (kind, candidate)
@@ -553,27 +558,32 @@ class Recaller:
         adapted, base = both([query])
         return adapted[0], base[0]
 
-    def _dense_hits(self, query: str) -> list[tuple[int, float]]:
-        """The 300 code chunks and episodes nearest the query: (position, cosine), best first."""
+    def _dense_hits(self, query: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]] | None]:
+        """The 300 code chunks and episodes nearest the query under the base model, (position,
+        cosine) best first; and where a repository adapter is active, the 300 code chunks nearest
+        the adapted query (None without one)."""
         if self._dense is None:
             self._load_dense()
-        code_vec, episode_vec = self._query_vectors(query)
-        if episode_vec is None:
-            return self._dense.search(code_vec, 300)
+        code_vec, base_vec = self._query_vectors(query)
+        if base_vec is None:
+            return self._dense.search(code_vec, 300), None
         import numpy as np
 
+        hits = self._dense.search(base_vec, 300)
         s = self._dense.scores(code_vec)
-        episode = self._dense.rows >= self._dense_chunks
-        s = np.where(episode, self._dense.scores(episode_vec), s)
-        top = np.argsort(-s, kind="stable")[:300]
-        return [(int(self._dense.rows[i]), float(s[i])) for i in top]
+        chunks = np.flatnonzero(self._dense.rows < self._dense_chunks)
+        k = min(300, len(chunks))
+        if k < len(chunks):
+            chunks = chunks[np.argpartition(-s[chunks], k - 1)[:k]]
+        top = chunks[np.argsort(-s[chunks], kind="stable")]
+        return hits, [(int(self._dense.rows[i]), float(s[i])) for i in top]
 
     def _dense_channel(self, query: str, ev: _Evidence,
                        hits: list[tuple[int, float]] | None = None) -> dict[str, float]:
         if self.encoder is None:
             return {}
         if hits is None:
-            hits = self._dense_hits(query)
+            hits = self._dense_hits(query)[0]
         out: dict[str, float] = {}
         # The episodes among the hits, their rows and files: kept from earlier queries (the store
         # has not changed while this Recaller lives), the others read in two statements.
@@ -610,6 +620,24 @@ class Recaller:
                 out[path] = cos
                 ev.dense_for[path] = (cos, symbol, line, end)
         # Similarities crowd near the top; what separates files is the distance above the crowd.
+        floor = min(out.values(), default=0.0)
+        return {p: max(0.0, s - floor) for p, s in out.items()}
+
+    def _adapted_channel(self, hits: list[tuple[int, float]], ev: _Evidence) -> dict[str, float]:
+        """The repository adapter's channel: each file by its best code chunk under the adapted
+        task vector, above the crowd as in the dense channel.
+
+        The adapter learned which code this repository's tasks lead to; the dense channel also
+        finds files through past commits like the task, which the base model already reads well.
+        Beside it, not in its place, the adapter adds what it learned without taking that away."""
+        out: dict[str, float] = {}
+        for pos, cos in hits:
+            ref = self._dense_refs[pos]
+            assert not isinstance(ref, int)
+            path, symbol, line, end = ref
+            if path not in out or cos > out[path]:
+                out[path] = cos
+                ev.adapted_for[path] = (cos, symbol, line, end)
         floor = min(out.values(), default=0.0)
         return {p: max(0.0, s - floor) for p, s in out.items()}
 
@@ -798,7 +826,7 @@ class Recaller:
         """The lexical, names, history and dense channels. ``side``: a second connection, on which
         the history channel's SQL (SQLite lets go of the GIL as it works) runs on a thread of its
         own while this one encodes the query."""
-        hits = None
+        hits: tuple[list[tuple[int, float]], list[tuple[int, float]] | None] | None = None
         if reuse is None:
             terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
             history = None
@@ -812,7 +840,11 @@ class Recaller:
             }
         else:
             ch = {c: reuse[c] for c in ("lexical", "names", "history")}
-        ch["dense"] = _normalise(self._dense_channel(head, ev, hits))
+        if hits is None and self.encoder is not None:
+            hits = self._dense_hits(head)
+        ch["dense"] = _normalise(self._dense_channel(head, ev, hits[0] if hits else None))
+        if hits is not None and hits[1] is not None:
+            ch[ADAPTED] = _normalise(self._adapted_channel(hits[1], ev))
         return ch
 
     def channel_scores(self, query: str, *, reuse: dict[str, dict[str, float]] | None = None,
@@ -853,7 +885,7 @@ class Recaller:
             found.update(ch.get(c, {}))
         total: dict[str, float] = {}
         for p in found:
-            total[p] = sum(weights.get(c, 0.0) * ch.get(c, {}).get(p, 0.0) for c in CHANNELS)
+            total[p] = sum(weights.get(c, 0.0) * ch.get(c, {}).get(p, 0.0) for c in FUSED)
         return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
 
     def learned_ranker(self) -> Any:
@@ -868,10 +900,10 @@ class Recaller:
 
     @property
     def fusion_weights(self) -> dict[str, float]:
-        """The weights the fusion ranks by: the store's, with the dense channel's multiplied by the
-        query encoder's ``dense_scale`` (an adapter version's round fits how much more, or less, its
-        dense channel is worth in the whole recall: ``model.rounds``; sane by then: ``model.adapters``)."""
-        return scaled_weights(self.weights, getattr(self.encoder, "dense_scale", 1.0))
+        """The weights the fusion ranks by: the store's, and the adapter channel's, the dense
+        channel's times the query encoder's ``dense_scale`` (an adapter version's round fits how
+        much its channel is worth in the whole recall: ``model.rounds``; sane by then: ``model.adapters``)."""
+        return adapter_weights(self.weights, getattr(self.encoder, "dense_scale", 1.0))
 
     def order(self, ch: dict[str, dict[str, float]],
               weights: dict[str, float] | None = None) -> tuple[list[tuple[str, float]], str]:
@@ -920,7 +952,7 @@ class Recaller:
 
     def _file_hit(self, path: str, score: float, ch: dict[str, dict[str, float]], ev: _Evidence) -> FileHit:
         weights = self.fusion_weights
-        contrib = {c: weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in CHANNELS}
+        contrib = {c: weights.get(c, 0.0) * ch.get(c, {}).get(path, 0.0) for c in FUSED}
         why: list[str] = []
         for c, v in sorted(contrib.items(), key=lambda kv: -kv[1]):
             if v <= 0 or len(why) >= 3:
@@ -932,10 +964,12 @@ class Recaller:
             if symbol and symbol not in seen:
                 seen.add(symbol)
                 symbols.append({"name": symbol, "line": self.definition_line(path, symbol, line, end)})
-        if path in ev.dense_for and ev.dense_for[path][1] and ev.dense_for[path][1] not in seen:
-            _, sym, line, end = ev.dense_for[path]
-            assert sym is not None
-            symbols.append({"name": sym, "line": self.definition_line(path, sym, line, end)})
+        for found in (ev.adapted_for, ev.dense_for):
+            if path in found and found[path][1] and found[path][1] not in seen:
+                _, sym, line, end = found[path]
+                assert sym is not None
+                seen.add(sym)
+                symbols.append({"name": sym, "line": self.definition_line(path, sym, line, end)})
         if not symbols:
             symbols = [{"name": n, "line": ln} for n, ln in self.db.execute(
                 "SELECT name, start_line FROM code_symbols WHERE path = ? AND parent IS NULL ORDER BY start_line LIMIT 3",
@@ -962,6 +996,9 @@ class Recaller:
         if channel == "dense":
             d = ev.dense_for.get(path)
             return f"similar in meaning{f' ({d[1]})' if d and d[1] else ''}"
+        if channel == ADAPTED:
+            d = ev.adapted_for.get(path)
+            return f"this repository's adapter leads the task here{f' ({d[1]})' if d and d[1] else ''}"
         if channel == "mentions":
             return ev.mentioned.get(path, "the task names it")
         if channel == "intent":

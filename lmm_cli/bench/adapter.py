@@ -5,14 +5,14 @@ fusion weights as the background does after `lmm init` (``fusion.tune_store``; w
 not generalise, the defaults stay), then runs one training round exactly as a user's store would
 (``model.rounds.run_round``: pairs mined from that history, trained, scored on the round's own
 recent and older held-out slices, promoted or refused). Then the held-out commits after the cut are
-asked four ways, all from the same store and the same run:
+asked these ways, all from the same store and the same run:
 
-- the dense channel alone, under the base encoder and under each trained candidate (the adapter
-  itself, whether or not the round promoted it);
+- the code chunks alone, under the base encoder and under each trained candidate (the adapter's
+  channel, whether or not the round promoted it), and the dense channel under the base encoder;
 - the fused recall under the base encoder (today's fusion: the default weights, and the weights
-  fitted at the cut where the fit kept them) and under each candidate;
-- lmm as it would run: the base, or the candidate the round promoted (at the dense weight its
-  round fitted, with the base encoder at that same weight beside it as the control).
+  fitted at the cut where the fit kept them) and with each candidate's channel beside the others,
+  at the store's dense weight and at the multiple of it its round fitted;
+- lmm as it would run: the base, or the candidate the round promoted, at the weight its round fitted.
 
 Where the fit at the cut kept a learned ranker (``model.ranker``), it re-orders the top of every
 fused row after today's linear fusion, as a user's recall would, and the round's whole-recall
@@ -143,17 +143,17 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
     chunks_base = evaluate("code chunks only, base encoder", chunk_ranker(base), queries)
     dense_base = evaluate("dense channel, base encoder", dense_ranker(memory), queries)
     today = evaluate(fused_base, memory.ranker(weights), queries)
+    today_rk = evaluate(fused_base + rk, fused(weights), queries) if learned is not None else today
     rows: list[Row] = [
         chunks_base, dense_base,
         *([default_row] if fusion["status"] == "saved" else []),
         today,
-        *([evaluate(fused_base + rk, fused(weights), queries)] if learned is not None else []),
+        *([today_rk] if learned is not None else []),
     ]
-    # What each change is worth, query by query: the adapter in the dense channel (code chunks alone,
-    # as it is trained, and the whole channel recall uses), and everything this store would run now
-    # against today's linear fusion.
+    # What each change is worth, query by query: the adapter's channel against the code chunks
+    # under the base encoder (what it learned), recall with that channel against recall without it
+    # (ranked the same way), and everything this store would run now against today's linear fusion.
     changes: list[dict[str, Any]] = []
-    from ..address.recall import scaled_weights
     from ..embed.adapter import AdaptedEncoder, load_adapter
 
     candidates = {}
@@ -162,23 +162,23 @@ def adapter_rows(memory: ReplayMemory, queries: Sequence[Query], *, forms: Seque
     for form, v in sorted(candidates.items()):
         adapter = load_adapter(versions.version_dir(ws.dir, v.name), v.form)
         enc = AdaptedEncoder(base, adapter, v.name)
-        dense_name, fused_name = f"dense channel, {form} adapter {v.name}", f"lmm fused, {form} adapter {v.name}"
-        rows.append(evaluate(f"code chunks only, {form} adapter {v.name}", chunk_ranker(enc), queries))
+        # The adapter's channel alone: code chunks met by the adapted task vector, as it is trained.
+        rows.append(evaluate(f"adapter channel alone, {form} {v.name}", chunk_ranker(enc), queries))
         changes.append(paired(chunks_base, rows[-1]))
-        rows.append(_with_encoder(memory, enc, partial(evaluate, dense_name, dense_ranker(memory), queries)))
-        changes.append(paired(dense_base, rows[-1]))
-        rows.append(_with_encoder(memory, enc, partial(evaluate, fused_name + rk, fused(weights), queries)))
+        # Recall with the adapter's channel beside the others, at the store's dense weight, and at
+        # the multiple of it the round fitted for this version.
+        fused_name = f"lmm fused + {form} adapter {v.name}"
+        rows.append(_with_encoder(memory, enc, partial(evaluate, f"{fused_name}, adapter weight ×1{rk}",
+                                                       fused(weights), queries)))
+        changes.append(paired(today_rk, rows[-1]))
         if v.dense_scale != 1.0:
-            # The dense weight the round fitted for this version, and, as the control, the base
-            # encoder at that same weight: what the weight alone would have given.
             scaled = AdaptedEncoder(base, adapter, v.name, dense_scale=v.dense_scale)
             rows.append(_with_encoder(memory, scaled, partial(
-                evaluate, f"{fused_name}, dense weight ×{v.dense_scale:g}{rk}", fused(weights), queries)))
-            rows.append(evaluate(f"lmm fused, base encoder, dense weight ×{v.dense_scale:g}{rk}",
-                                 fused(scaled_weights(weights, v.dense_scale)), queries))
+                evaluate, f"{fused_name}, adapter weight ×{v.dense_scale:g}{rk}", fused(weights), queries)))
+            changes.append(paired(today_rk, rows[-1]))
     active = versions.active_version(ws.dir)
     live = versions.load_query_encoder(ws.dir, base)
-    label = (f"lmm as it would run ({active.form} {active.name} active, dense weight ×{active.dense_scale:g}{rk})"
+    label = (f"lmm as it would run ({active.form} {active.name} active, adapter weight ×{active.dense_scale:g}{rk})"
              if active else f"lmm as it would run (base: none promoted{rk})")
     rows.append(_with_encoder(memory, live, lambda: evaluate(label, fused(weights), queries)))
     changes.append(paired(today, rows[-1]))

@@ -207,7 +207,7 @@ class AdaptedEncoder:
         self.base = base
         self.adapter = adapter
         self.adapter_version = adapter_version
-        self.dense_scale = dense_scale  # recall multiplies the dense channel's fusion weight by it
+        self.dense_scale = dense_scale  # the adapter channel's fusion weight: the dense channel's times this
         self.id = base.id
         self.dim = base.dim
         self.form = adapter.form

@@ -69,8 +69,8 @@ class Version:
     window: dict[str, Any] = field(default_factory=dict)  # the data window: episode ids/times, pair counts
     size_bytes: int = 0
     active: bool = False
-    # The dense channel's weight in the fusion is multiplied by this while the version is active:
-    # fitted by its round on the whole recall (``rounds._FusedJudge``); 1 for versions before it.
+    # While the version is active, its channel weighs the dense channel's weight times this
+    # (``recall.adapter_weights``): fitted by its round on the whole recall (``rounds._FusedJudge``).
     dense_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)  # anything else the caller put in meta.json
 

@@ -635,12 +635,12 @@ class ReplayMemory:
     def fused(self, query: str, weights: dict[str, float] | None = None,
               ) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
         """(the linear fusion's files for ``query`` with their scores, best first; the channel
-        scores it fused), under ``weights`` (the memory's own when None) with the query encoder's
-        dense scale applied as in a user's recall (an adapter's fitted one)."""
-        from ..address.recall import Recaller, scaled_weights
+        scores it fused), under ``weights`` (the memory's own when None) with the adapter channel
+        weighed by the query encoder's scale as in a user's recall (an adapter's fitted one)."""
+        from ..address.recall import Recaller, adapter_weights
 
         assert self.recaller is not None
-        w = scaled_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
+        w = adapter_weights(self.weights if weights is None else weights, getattr(self.recaller.encoder, "dense_scale", 1.0))
         ch = self.channels(query)
         return [(p, s) for p, s in Recaller.fuse(ch, w) if p in self.recaller.files], ch
 

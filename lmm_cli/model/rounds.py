@@ -84,8 +84,9 @@ OLDER_MAX = 300  # probe queries scored as the older slice, newest first
 MIN_QUERIES = 20  # fewer mined queries than this: too little history to train or to judge
 MIN_TRAIN = 8  # training queries a form needs
 FUSED_MIN = 10  # recent commit queries the whole-recall judge needs (fewer: the dense verdict stands)
-# Multiples of the store's dense weight the whole-recall judge tries for a candidate (``_FusedJudge``)
-DENSE_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+# Multiples of the store's dense weight the whole-recall judge tries as a candidate's adapter
+# channel weight (``_FusedJudge``; recall's ``adapter_weights``)
+DENSE_SCALES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
 # How many standard errors the base model must gain in the whole recall over the version in use
 # (``_back_to_base``) before a round puts that version aside: twice the promotion margin, so a
 # version that earned its place is not dropped for what a few queries up and down would show.
@@ -358,10 +359,11 @@ class _FusedJudge:
     """Scores query encoders by the whole recall on the recent slice's commits, as recall stood
     before the oldest of them; the channels that do not depend on the encoder are computed once.
 
-    An adapter changes how good the dense channel is, so the weight the fusion should give it
-    changes too: each encoder is scored at every ``DENSE_SCALES`` multiple of the store's dense
-    weight, and ``cross_fit`` gives each query the score it gets at the scale fitted on the other
-    half of the queries (never on itself), so a fitted scale's gain is measured honestly.
+    An adapter ranks as a channel of its own beside the dense channel (``recall.ADAPTED``), and
+    what it is worth in the fusion depends on how well it learned: each encoder is scored with that
+    channel at every ``DENSE_SCALES`` multiple of the store's dense weight, and ``cross_fit`` gives
+    each query the score it gets at the scale fitted on the other half of the queries (never on
+    itself), so a fitted scale's gain is measured honestly.
 
     Recall is judged as it runs: where the store's fusion fit kept a learned ranker, it re-orders
     the fusion's top files here too (with file statistics from before the slice), so a candidate is
@@ -406,8 +408,8 @@ class _FusedJudge:
         return out
 
     def score(self, adapter: Any, scale: float = 1.0) -> tuple[dict[str, float], list[float]]:
-        """The whole recall's metrics with ``adapter`` (None: the base model) and the dense weight
-        times ``scale``, and each query's ``promote.per_query`` score, in the order of ``idx``."""
+        """The whole recall's metrics with ``adapter`` (None: the base model), its channel weighing
+        the dense weight times ``scale``, and each query's ``promote.per_query`` score, in the order of ``idx``."""
         self._channel_scores(adapter)  # keeps ``adapter`` alive while its id keys the scores
         key = (id(adapter), scale)
         got = self._scored.get(key)
@@ -416,10 +418,10 @@ class _FusedJudge:
         return got
 
     def _score(self, adapter: Any, scale: float) -> tuple[dict[str, float], list[float]]:
-        from ..address.recall import scaled_weights
+        from ..address.recall import adapter_weights
 
         chs = self._channel_scores(adapter)
-        weights = scaled_weights(self.rec.weights, scale)
+        weights = adapter_weights(self.rec.weights, scale)
         examples = [self.scorer.m.examples[i] for i in self.idx]
         ranked = {e.text: [p for p, _ in self.rec.order(ch, weights)[0][:100]] for e, ch in zip(examples, chs)}
         per = [promote.per_query(next((r + 1 for r, p in enumerate(ranked[e.text]) if p in e.gold), 0))
@@ -447,15 +449,15 @@ class _FusedJudge:
 def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: promote.Verdict, *,
                  incumbent_scale: float = 1.0) -> tuple[promote.Verdict, dict[str, Any], float]:
     """The dense verdict (a promotion) checked against the whole recall: (verdict, figures, the
-    candidate's dense scale).
+    candidate's adapter weight, a multiple of the dense weight).
 
-    The candidate is scored at the dense weight fitted for it (``_FusedJudge.cross_fit``: each
+    The candidate is scored at the adapter weight fitted for it (``_FusedJudge.cross_fit``: each
     query at the weight fitted on the other half). The dense check's slices are large and its gains
     wide; the whole recall's differences are a few queries up and a few down, as likely chance as
     not. So the candidate must be clearly better, query by query (``promote.clear_gain``), than the
     version in use as it runs now: a tie or a gain within noise keeps the version in use. And the
     gain must be the adapter's: the candidate must be clearly better than the version in use given
-    a dense weight fitted the same way too. (Where only the weight helps, the version in use at that
+    an adapter weight fitted the same way too. (Where only the weight helps, the version in use at that
     weight does as well; promoting the adapter with it would credit the adapter for the weight's
     gain, and on later history such a bundle gave part of it back.)"""
     if not judge.usable:
@@ -476,17 +478,17 @@ def _judge_fused(judge: _FusedJudge, incumbent: Any, candidate: Any, dense: prom
     if not v.promote:
         return promote.Verdict(False, f"{v.reason}, though not worse in the dense channel"), figures, scale
     if not promote.clear_gain(refit_q, cand_q, "").promote:
-        return promote.Verdict(False, f"better in the whole recall only for its dense weight: the version in use at "
+        return promote.Verdict(False, f"better in the whole recall only for its weight: the version in use at "
                                       f"a weight fitted the same way (×{refit_scale:g}) does as well "
                                       f"(the adapter's own part {own:+.3f} ± {own_se:.3f} per query)"), figures, scale
-    return promote.Verdict(True, f"{dense.reason}; {v.reason} at dense weight ×{scale:g} "
+    return promote.Verdict(True, f"{dense.reason}; {v.reason} at adapter weight ×{scale:g} "
                                  f"(the adapter's own part {own:+.3f} ± {own_se:.3f})"), figures, scale
 
 
 def _back_to_base(judge: _FusedJudge, running: Any, scale: float | None) -> tuple[promote.Verdict, dict[str, Any]]:
     """Is the base model clearly better than ``running`` (the version that would be in use after
     this round) in the whole recall? (verdict, figures.) ``running`` is scored as it would run: at
-    ``scale``, or, for a candidate the round just fitted its dense weight for (``scale`` None), at
+    ``scale``, or, for a candidate the round just fitted its adapter weight for (``scale`` None), at
     the weight fitted on the other half of the queries; the base at the store's own weights, as
     recall runs without an adapter.
 

@@ -102,7 +102,7 @@ def test_tuning_leaves_the_weights_alone_on_too_few_queries() -> None:
 def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_against_it(tmp_path: Path) -> None:
     """`--adapter`: at the cut the replay store first fits its fusion weights as the background does
     after `lmm init`, then trains one adapter round; recall as it would run is the base under those
-    weights, or the promoted version at the dense weight its round fitted, query for query."""
+    weights, or the promoted version at the adapter weight its round fitted, query for query."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from genrepo import generate
 
@@ -139,19 +139,21 @@ def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_agains
     (live_name,) = [n for n in rows if n.startswith("lmm as it would run")]
     if rnd["status"] == "promoted":
         scale = v["dense_scale"]
-        assert live_name == f"lmm as it would run (linear {v['name']} active, dense weight ×{scale:g}{rk})"
-        same = rows[f"lmm fused, linear adapter {v['name']}" + (f", dense weight ×{scale:g}" if scale != 1 else "") + rk]
+        assert live_name == f"lmm as it would run (linear {v['name']} active, adapter weight ×{scale:g}{rk})"
+        same = rows[f"lmm fused + linear adapter {v['name']}, adapter weight ×{scale:g}{rk}"]
     else:
         assert rnd["status"] == "refused" and live_name == f"lmm as it would run (base: none promoted{rk})", rnd
         same = base
     assert rows[live_name]["first_rank"] == same["first_rank"]
-    # Each change is measured query by query on the same queries: the adapter on the code chunks
-    # and in the dense channel, and what the store would run against today's linear fusion. A
-    # paired mean gain is the difference of the two rows' figures; its standard error says whether
-    # chance could give it.
+    # Each change is measured query by query on the same queries: the adapter's channel against
+    # the code chunks under the base encoder, recall with that channel against recall without it,
+    # and what the store would run against today's linear fusion. A paired mean gain is the
+    # difference of the two rows' figures; its standard error says whether chance could give it.
     changes = {(c["before"], c["after"]): c for c in ad["changes"]}
-    expected = [("code chunks only, base encoder", f"code chunks only, linear adapter {v['name']}"),
-                ("dense channel, base encoder", f"dense channel, linear adapter {v['name']}"),
+    scaled = [] if v["dense_scale"] == 1 else [f", adapter weight ×{v['dense_scale']:g}"]
+    expected = [("code chunks only, base encoder", f"adapter channel alone, linear {v['name']}"),
+                *[(base_name + rk, f"lmm fused + linear adapter {v['name']}{w}{rk}")
+                  for w in [", adapter weight ×1", *scaled]],
                 (base_name, live_name)]
     assert sorted(changes) == sorted(expected)
     for before, after in expected:
@@ -160,6 +162,8 @@ def test_bench_adapter_fits_the_fusion_at_the_cut_then_measures_the_round_agains
         for key in ("hit5", "mrr", "recall"):
             assert abs(c[key]["gain"] - (b[key] - a[key])) < 1e-9, (before, after, key)
             assert c[key]["se"] >= 0
+    # the adapter ranks beside the dense channel, which it leaves as it was
+    assert "dense channel, base encoder" in rows and not any(n.startswith("dense channel, linear") for n in rows)
     from types import SimpleNamespace
 
     from lmm_cli.bench.compare import _adapter_section

@@ -361,13 +361,14 @@ def test_the_whole_recall_judge_wants_a_gain_chance_would_not_give() -> None:
     assert clear_gain(clear, inc, "in the whole recall").promote is False  # the same, backwards: a loss
 
 
-def test_the_active_versions_dense_weight_is_the_one_recall_fuses_with(ws: Any) -> None:
-    """A version's round fits how much the dense channel is worth with it (``dense_scale``); while
-    it is active, recall's fusion multiplies the dense weight by it, so the order of files changes;
-    rollback to the base puts the store's weight back, and a damaged value counts as 1."""
+def test_the_active_versions_adapter_weight_is_the_one_recall_fuses_with(ws: Any) -> None:
+    """A version's round fits how much its channel is worth in the fusion (``dense_scale``, a
+    multiple of the dense weight); while it is active, recall weighs the adapter's channel by it,
+    so the order of files changes, and the dense channel keeps the store's weight. Rollback to the
+    base leaves no adapter channel, and a damaged value counts as 1."""
     from lmm_cli import core
     from lmm_cli.address.dense import stored_encoder
-    from lmm_cli.address.recall import Recaller, load_weights
+    from lmm_cli.address.recall import ADAPTED, Recaller, load_weights
     from lmm_cli.model import adapters as A
     from lmm_cli.model.trainer import TrainResult
 
@@ -381,23 +382,65 @@ def test_the_active_versions_dense_weight_is_the_one_recall_fuses_with(ws: Any) 
         damaged = A.save_version(ws.dir, TrainResult(form="linear", tensors={"W": W}), {**meta, "dense_scale": "nan"})
         stored = load_weights(db)
         a, b = sorted(r[0] for r in db.execute("SELECT path FROM code_files LIMIT 2"))
-        # a by its words, b by its meaning: b's dense score is worth half of a's lexical one at the
-        # store's weights, and one and a half times it at three times the dense weight
-        ch = {"lexical": {a: 1.0}, "dense": {b: stored["lexical"] / (2 * stored["dense"])}}
+        # a by its words, b by the adapter: b's adapter score is worth half of a's lexical one at
+        # the store's dense weight, and one and a half times it at three times that
+        ch = {"lexical": {a: 1.0}, ADAPTED: {b: stored["lexical"] / (2 * stored["dense"])}}
 
-        def first() -> tuple[str, float]:
+        def first() -> tuple[str, float, float]:
             rec = Recaller(db, ws.repo.root, encoder=core.query_encoder(ws, base), ranker=None)
-            return rec.order(ch)[0][0][0], rec.fusion_weights["dense"]
+            w = rec.fusion_weights
+            return rec.order(ch)[0][0][0], w[ADAPTED], w["dense"]
 
-        assert first() == (a, stored["dense"])  # no adapter: the store's weights
+        assert first() == (a, stored["dense"], stored["dense"])  # no adapter: its channel is empty in recall
         A.activate(ws.dir, scaled.name)
-        assert first() == (b, 3.0 * stored["dense"])
+        assert first() == (b, 3.0 * stored["dense"], stored["dense"])
         listed = {v["name"]: v for v in json.loads(lmm("adapters", "--repo", str(ws.repo.root), "--json").stdout)["versions"]}
         assert listed[scaled.name]["dense_scale"] == 3.0 and listed[damaged.name]["dense_scale"] == 1.0
         A.activate(ws.dir, damaged.name)
-        assert first() == (a, stored["dense"])
+        assert first() == (a, stored["dense"], stored["dense"])
         lmm("adapters", "rollback", "base", "--repo", str(ws.repo.root))
-        assert first() == (a, stored["dense"])
+        assert first() == (a, stored["dense"], stored["dense"])
+    finally:
+        db.close()
+
+
+def test_an_active_adapter_ranks_beside_the_dense_channel_and_recall_says_so(ws: Any) -> None:
+    """The adapter's channel is code met by the adapted task vector; the dense channel (code and
+    past commits met by the base vector) is what it was without the adapter. A file the adapter
+    leads the task to is found, and the brief says the adapter found it."""
+    from lmm_cli import core
+    from lmm_cli.address.dense import stored_encoder
+    from lmm_cli.address.recall import ADAPTED, Recaller
+    from lmm_cli.model import adapters as A
+    from lmm_cli.model.pairs import _chunk_docs
+    from lmm_cli.model.trainer import TrainResult
+
+    db = ws.connect()
+    try:
+        base = stored_encoder(db, ws.config().models.encoder)
+        assert base is not None
+        docs, paths = _chunk_docs(db, base.id)
+        task = "rename the helper that formats dates"
+        q = base.encode([task])[0]
+        # q + qW = (q·u) v: every task whose vector leans on u is led to the chunk v (the least
+        # like this task under the base model), so the adapter's channel ranks its file first.
+        far = int(np.argmin(docs @ q))
+        u, v = q / np.linalg.norm(q), docs[far]
+        W = (np.outer(u, v) - np.eye(base.dim)).astype(np.float32)
+        version = A.save_version(ws.dir, TrainResult(form="linear", tensors={"W": W}),
+                                 {"base_model": base.id, "config": {"form": "linear"}, "dense_scale": 3.0})
+        plain = Recaller(db, ws.repo.root, encoder=base, ranker=None)
+        before, _ = plain.channel_scores(task)
+        assert ADAPTED not in before
+        A.activate(ws.dir, version.name)
+        rec = Recaller(db, ws.repo.root, encoder=core.query_encoder(ws, base), ranker=None)
+        after, _ = rec.channel_scores(task)
+        assert after["dense"] == before["dense"]  # the base model's channel, untouched
+        led = max(after[ADAPTED], key=lambda p: after[ADAPTED][p])
+        assert led == paths[far] and after[ADAPTED][led] == 1.0
+        found = {f.path: f for f in rec.recall(task).files}
+        assert led in found and found[led].channels.get(ADAPTED, 0) > 0
+        assert any(w.startswith("this repository's adapter leads the task here") for w in found[led].why), found[led].why
     finally:
         db.close()
 
@@ -449,7 +492,7 @@ def test_the_dense_weight_a_candidate_is_judged_at_was_fitted_on_other_queries()
     agreed = {("inc", 1.0): inc, ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.75] * n}
     v, figures, scale = rounds._judge_fused(_StubJudge(agreed), "inc", "cand", dense_ok)  # type: ignore[arg-type]
     assert v.promote is True and scale == 3.0 and figures["dense_scale"] == 3.0, (v.reason, figures)
-    assert "at dense weight ×3" in v.reason and figures["gain"] == 0.25 and figures["adapter_gain"] == 0.25
+    assert "at adapter weight ×3" in v.reason and figures["gain"] == 0.25 and figures["adapter_gain"] == 0.25
     # The version in use runs at ×2 (its own round's weight): 0.9 a query. A candidate at 0.85 is
     # not better than that, though it beats the version in use re-fitted on halves (0.75).
     running = {("inc", 1.0): inc, ("inc", 2.0): [1.0 if e else 0.8 for e in even],
@@ -463,14 +506,14 @@ def test_the_dense_weight_a_candidate_is_judged_at_was_fitted_on_other_queries()
     weight_only = {("inc", 1.0): inc, ("inc", 3.0): [0.8] * n, ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.7] * n}
     v, figures, _ = rounds._judge_fused(_StubJudge(weight_only), "inc", "cand", dense_ok)  # type: ignore[arg-type]
     assert figures["gain"] >= figures["se"] and figures["adapter_gain"] < 0, figures
-    assert v.promote is False and v.reason.startswith("better in the whole recall only for its dense weight"), v.reason
+    assert v.promote is False and v.reason.startswith("better in the whole recall only for its weight"), v.reason
     # The same, where the adapter's own part is a little above the re-fitted version in use, within
     # what chance gives: nothing shows the gain is the adapter's, so it is refused as well.
     within = {("inc", 1.0): inc, ("inc", 3.0): [0.75 if e else 0.65 for e in even],
               ("cand", 1.0): [0.5] * n, ("cand", 3.0): [0.62 if e else 0.8 for e in even]}
     v, figures, _ = rounds._judge_fused(_StubJudge(within), "inc", "cand", dense_ok)  # type: ignore[arg-type]
     assert figures["gain"] >= figures["se"] and 0 < figures["adapter_gain"] < figures["adapter_se"], figures
-    assert v.promote is False and v.reason.startswith("better in the whole recall only for its dense weight"), v.reason
+    assert v.promote is False and v.reason.startswith("better in the whole recall only for its weight"), v.reason
 
 
 def test_the_base_model_puts_aside_a_version_in_use_only_when_clearly_better() -> None:
