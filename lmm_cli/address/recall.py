@@ -8,7 +8,10 @@ Channels, each a score per file (query-dependent ones first):
                 assistant edited and read) when similar work was done, mapped through renames to
                 the files that exist now.
 - ``dense``     sentence-embedding similarity of the task to code chunks, commit messages, notes
-                and session turns.
+                and session turns, under the base model.
+- ``adapted``   where this repository's adapter is active (``model.adapters``): the similarity of
+                the adapted task vector to the code chunks, weighed by the dense weight times the
+                version's fitted multiple (``adapter_weights``).
 - ``mentions``  files the task names outright: a file name or path (``plan.py``), a code name the
                 file defines (``retry_profile``), a commit id or a quoted commit subject
                 (``Revert "…"``) and the files that commit touched.
@@ -36,7 +39,7 @@ history (``model.ranker`` fits it, ``rerank`` applies it), it re-orders the fusi
 each file's reasons still name its channels. A recall with no lexical, history or close dense
 evidence is "no memory".
 
-Left out here: the encoder adapter (weights trained on this repository) and consolidated facts.
+Left out here: training the adapter (``model``) and consolidated facts.
 """
 
 from __future__ import annotations
@@ -549,9 +552,9 @@ class Recaller:
         self._dense_chunks = len(chunks)  # positions from here on are episodes
 
     def _query_vectors(self, query: str) -> tuple[Any, Any]:
-        """The query's vectors: the one code chunks meet and the one episodes meet. The repository
-        adapter maps a task towards this repository's code: code meets the adapted vector, episodes
-        (commit messages, notes, prompts: text like the task) the base one. No adapter: (v, None)."""
+        """The query's vectors: (the adapted one, the base one) where a repository adapter is
+        active (it maps a task towards this repository's code: the adapter's channel); (the base
+        one, None) without one."""
         both = getattr(self.encoder, "encode_both", None)
         if both is None:
             return self.encoder.encode([query])[0], None

@@ -244,8 +244,9 @@ class AdaptedEncoder:
         return result
 
     def encode_both(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(adapted, base) query vectors: recall compares code chunks with the adapted one and
-        episodes (commit messages, notes, prompts: text like the task) with the base one."""
+        """(adapted, base) query vectors: recall's adapter channel compares code chunks with the
+        adapted one; its dense channel compares code and episodes (commit messages, notes,
+        prompts: text like the task) with the base one."""
         base = self.base.encode(texts)
         if isinstance(self.adapter, LinearAdapter):
             return self.adapter.apply(base), base

@@ -331,8 +331,8 @@ class _Scorer:
 class _QueryCache:
     """The encoder the whole-recall judge gives recall: it answers from the round's own query
     vectors (no model runs), under the base model's id so that the stored document vectors load.
-    With ``adapted`` it does what recall's adapted encoder does: code chunks meet the adapted
-    vector, episodes the base one."""
+    With ``adapted`` it does what recall's adapted encoder does: the adapted vector for the
+    adapter's channel, the base one for the dense channel."""
 
     def __init__(self, base_id: str, texts: Sequence[str], base_q: np.ndarray, adapted: np.ndarray | None) -> None:
         from ..address.recall import MENTION_CHARS
