@@ -92,6 +92,9 @@ MAX_SESSIONS = 3  # session turns an answer quotes at most
 SESSION_ROWS = 100  # session turns the history channel reads at most, besides its 200 commits and notes
 DENSE_EPISODES_KEPT = 20_000  # episodes (row and files) a Recaller keeps between queries at most
 NAMED = 1e6  # the evidence score of a commit the task names: listed before any matched one
+# Why a file the adapter's channel found is there. The brief prefers a reason that names evidence
+# (the task's words, matching commits) and gives this one only where nothing else found the file.
+ADAPTER_REASON = "this repository's adapter leads the task here"
 DENSE_RELEVANT = 0.35  # a best cosine below this, with no lexical or history match, is "no memory"
 _FIX = re.compile(r"\b(fix(e[sd])?|bug|hotfix|regression|crash|broken)\b", re.I)
 _REVERT = re.compile(r"^revert\b", re.I)
@@ -1001,7 +1004,7 @@ class Recaller:
             return f"similar in meaning{f' ({d[1]})' if d and d[1] else ''}"
         if channel == ADAPTED:
             d = ev.adapted_for.get(path)
-            return f"this repository's adapter leads the task here{f' ({d[1]})' if d and d[1] else ''}"
+            return f"{ADAPTER_REASON}{f' ({d[1]})' if d and d[1] else ''}"
         if channel == "mentions":
             return ev.mentioned.get(path, "the task names it")
         if channel == "intent":

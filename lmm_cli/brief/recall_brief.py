@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..address.recall import Recall, SessionHit
+from ..address.recall import ADAPTER_REASON, Recall, SessionHit
 from .render import Citation, Line, Section, Verifier, commits_cited, one_line, render
 from .threads import open_threads, threads_section
 
@@ -109,7 +109,8 @@ def recall_brief(db: sqlite3.Connection, root: Path, rec: Recall, *, budget: int
     where = Section("Where to look")
     for f in rec.files[:8]:
         syms = ", ".join(f"`{one_line(s['name'])}` (L{s['line']})" for s in f.symbols[:3])
-        reason = f.why[0] if f.why else "ranked by lmm"
+        # the strongest reason that names evidence; the adapter's only where it alone found the file
+        reason = next((w for w in f.why if not w.startswith(ADAPTER_REASON)), f.why[0] if f.why else "ranked by lmm")
         line = f"`{f.path}` — {reason}" + (f"; see {syms}" if syms else "")
         first = f.symbols[0]["line"] if f.symbols else None
         where.lines.append(Line(line, [Citation("file", f.path, first)]))

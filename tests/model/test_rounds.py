@@ -441,6 +441,12 @@ def test_an_active_adapter_ranks_beside_the_dense_channel_and_recall_says_so(ws:
         found = {f.path: f for f in rec.recall(task).files}
         assert led in found and found[led].channels.get(ADAPTED, 0) > 0
         assert any(w.startswith("this repository's adapter leads the task here") for w in found[led].why), found[led].why
+        # the brief gives a reason that names evidence where there is one, the adapter's where not
+        from lmm_cli.brief.recall_brief import recall_brief
+
+        line = next(ln for ln in recall_brief(db, ws.repo.root, rec.recall(task))[0].splitlines() if f"`{led}` — " in ln)
+        other = [w for w in found[led].why if not w.startswith("this repository's adapter")]
+        assert (other[0] if other else "this repository's adapter leads the task here") in line, (line, found[led].why)
     finally:
         db.close()
 
