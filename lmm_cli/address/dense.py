@@ -164,8 +164,9 @@ class DenseIndex:
             matrix *= (1.0 / np.maximum(norms, np.float32(1e-12)))[:, None]
         return cls(model_id, hashes, matrix, np.asarray(rows, dtype=np.int64), missing)
 
-    def scores(self, qvec: np.ndarray) -> np.ndarray:
-        """Cosine of ``qvec`` with every row (aligned with ``rows``)."""
+    def scores(self, qvec: np.ndarray, below: int | None = None) -> np.ndarray:
+        """Cosine of ``qvec`` with every row (aligned with ``rows``); with ``below``, only with the
+        rows of positions before it (a prefix: rows are in position order)."""
         import numpy as np
 
         q = np.asarray(qvec, dtype=np.float32).reshape(-1)
@@ -176,16 +177,20 @@ class DenseIndex:
         n = float(np.linalg.norm(q))
         if n > 0:
             q = q / n
-        return self.matrix @ q
+        m = len(self) if below is None else int(np.searchsorted(self.rows, below))
+        return self.matrix[:m] @ q
 
-    def search(self, qvec: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The ``k`` nearest: (position in ``hashes``, cosine), best first."""
+    def search(self, qvec: np.ndarray, k: int, below: int | None = None) -> list[tuple[int, float]]:
+        """The ``k`` nearest: (position in ``hashes``, cosine), best first; with ``below``, among
+        the positions before it only."""
         import numpy as np
 
         if k <= 0 or len(self) == 0:
             return []
-        s = self.scores(qvec)
+        s = self.scores(qvec, below)
         k = min(k, len(s))
+        if k == 0:
+            return []
         top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
         top = top[np.lexsort((self.rows[top], -s[top]))]  # best first; ties by position
         return [(int(self.rows[i]), float(s[i])) for i in top]

@@ -564,32 +564,20 @@ class Recaller:
         adapted, base = both([query])
         return adapted[0], base[0]
 
-    def _dense_hits(self, query: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]] | None]:
-        """The 300 code chunks and episodes nearest the query under the base model, (position,
-        cosine) best first; and where a repository adapter is active, the 300 code chunks nearest
-        the adapted query (None without one)."""
+    def _dense_hits(self, query: str, *, dense: bool = True,
+                    ) -> tuple[list[tuple[int, float]] | None, list[tuple[int, float]] | None]:
+        """The query's nearest stored vectors, (position, cosine) best first: the 300 code chunks
+        and episodes nearest it under the base model (None with ``dense`` off), and where a
+        repository adapter is active, the 300 code chunks nearest the adapted query (else None)."""
         if self._dense is None:
             self._load_dense()
         code_vec, base_vec = self._query_vectors(query)
         if base_vec is None:
-            return self._dense.search(code_vec, 300), None
-        import numpy as np
+            return (self._dense.search(code_vec, 300) if dense else None), None
+        hits = self._dense.search(base_vec, 300) if dense else None
+        return hits, self._dense.search(code_vec, 300, below=self._dense_chunks)
 
-        hits = self._dense.search(base_vec, 300)
-        s = self._dense.scores(code_vec)
-        chunks = np.flatnonzero(self._dense.rows < self._dense_chunks)
-        k = min(300, len(chunks))
-        if k < len(chunks):
-            chunks = chunks[np.argpartition(-s[chunks], k - 1)[:k]]
-        top = chunks[np.argsort(-s[chunks], kind="stable")]
-        return hits, [(int(self._dense.rows[i]), float(s[i])) for i in top]
-
-    def _dense_channel(self, query: str, ev: _Evidence,
-                       hits: list[tuple[int, float]] | None = None) -> dict[str, float]:
-        if self.encoder is None:
-            return {}
-        if hits is None:
-            hits = self._dense_hits(query)[0]
+    def _dense_channel(self, hits: list[tuple[int, float]], ev: _Evidence) -> dict[str, float]:
         out: dict[str, float] = {}
         # The episodes among the hits, their rows and files: kept from earlier queries (the store
         # has not changed while this Recaller lives), the others read in two statements.
@@ -829,10 +817,11 @@ class Recaller:
 
     def _query_channels(self, query: str, head: str, ev: _Evidence, reuse: dict[str, dict[str, float]] | None,
                         side: sqlite3.Connection | None) -> dict[str, dict[str, float]]:
-        """The lexical, names, history and dense channels. ``side``: a second connection, on which
+        """The lexical, names, history and dense channels, and the adapter's where one is active.
+        ``side``: a second connection, on which
         the history channel's SQL (SQLite lets go of the GIL as it works) runs on a thread of its
         own while this one encodes the query."""
-        hits: tuple[list[tuple[int, float]], list[tuple[int, float]] | None] | None = None
+        hits: tuple[list[tuple[int, float]] | None, list[tuple[int, float]] | None] | None = None
         if reuse is None:
             terms, phrases = query_terms(query)[:MAX_TERMS], query_phrases(head)
             history = None
@@ -846,11 +835,19 @@ class Recaller:
             }
         else:
             ch = {c: reuse[c] for c in ("lexical", "names", "history")}
-        if hits is None and self.encoder is not None:
-            hits = self._dense_hits(head)
-        ch["dense"] = _normalise(self._dense_channel(head, ev, hits[0] if hits else None))
-        if hits is not None and hits[1] is not None:
-            ch[ADAPTED] = _normalise(self._adapted_channel(hits[1], ev))
+        if self.encoder is None:
+            ch["dense"] = {}
+            return ch
+        if hits is None:  # with ``reuse``, the dense channel as it was: the base model's, whatever adapter is active
+            hits = self._dense_hits(head, dense=reuse is None)
+        base_hits, adapted_hits = hits
+        if base_hits is None:
+            assert reuse is not None
+            ch["dense"] = reuse["dense"]
+        else:
+            ch["dense"] = _normalise(self._dense_channel(base_hits, ev))
+        if adapted_hits is not None:
+            ch[ADAPTED] = _normalise(self._adapted_channel(adapted_hits, ev))
         return ch
 
     def channel_scores(self, query: str, *, reuse: dict[str, dict[str, float]] | None = None,
@@ -860,7 +857,8 @@ class Recaller:
         A long task (a pasted issue) is read up to bounds: its first ``MAX_TERMS`` distinct terms,
         and its first ``MENTION_CHARS`` characters for what it names and what it is about.
         ``reuse``: channel scores of an earlier call for the same query whose lexical, names,
-        history and mentions channels are taken as they are (only the encoder changed since)."""
+        history, mentions and dense channels are taken as they are (only the adapter changed
+        since: the dense channel is the base model's whichever is active)."""
         head = query[:MENTION_CHARS]
         ev = _Evidence()
         side = self._side_db() if (self.encoder is not None and reuse is None

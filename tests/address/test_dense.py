@@ -132,6 +132,11 @@ def test_load_skips_missing_and_keeps_positions(db) -> None:
     assert hashes[best] == text_hash(CHUNKS[2]) and score > 0.999
     assert len(index.search(q, 100)) == len(CHUNKS)  # k beyond the size: all of them
     assert index.search(q, 0) == []
+    # ``below``: among the positions before it only (the adapter's channel asks the code chunks,
+    # which come before the episodes), the missing ones skipped as before
+    assert {p for p, _ in index.search(q, 100, below=3)} == {1, 2}
+    assert index.search(q, 100, below=4)[0][0] == 3 and len(index.search(q, 100, below=4)) == 3
+    assert index.search(q, 5, below=1) == [] and index.search(q, 5, below=0) == []
     assert DenseIndex.load(db, "no-such-model@0", hashes).search(q, 5) == []
     assert DenseIndex.load(db, enc.id, []).search(q, 5) == []
 

@@ -436,6 +436,9 @@ def test_an_active_adapter_ranks_beside_the_dense_channel_and_recall_says_so(ws:
         rec = Recaller(db, ws.repo.root, encoder=core.query_encoder(ws, base), ranker=None)
         after, _ = rec.channel_scores(task)
         assert after["dense"] == before["dense"]  # the base model's channel, untouched
+        # the round's judge asks again with the other channels of the base model's call: the same
+        again, _ = rec.channel_scores(task, reuse=before)
+        assert again == after
         led = max(after[ADAPTED], key=lambda p: after[ADAPTED][p])
         assert led == paths[far] and after[ADAPTED][led] == 1.0
         found = {f.path: f for f in rec.recall(task).files}
